@@ -1,0 +1,77 @@
+"""The one interface between the web layer and a workflow system."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from ..models import Page, RunRecord, TaskRecord
+from ..states import State
+from ..submission import Submission
+
+
+class Backend(ABC):
+    """What a workflow system must provide to be served over WES.
+
+    Implementations keep no run only in memory: any process holding a backend
+    built from the same configuration can answer for any run.
+    """
+
+    @abstractmethod
+    def engine_versions(self) -> Dict[str, List[str]]:
+        """Engine name to the versions it runs, for service-info."""
+
+    @abstractmethod
+    def default_engine_parameters(self) -> List[dict]:
+        """The `DefaultWorkflowEngineParameter` objects for service-info."""
+
+    @abstractmethod
+    def filesystem_protocols(self) -> List[str]:
+        """URL schemes accepted for input locations."""
+
+    @abstractmethod
+    def state_counts(self) -> Dict[str, int]:
+        """Number of runs in each state."""
+
+    @abstractmethod
+    def submit(self, submission: Submission) -> str:
+        """Take ownership of a validated submission and queue it; return its run id."""
+
+    @abstractmethod
+    def list_runs(
+        self,
+        page_size: int,
+        page_token: Optional[str],
+        states: Sequence[State] = (),
+        tags: Optional[Dict[str, str]] = None,
+    ) -> Page:
+        """Runs newest first, filtered by state and tags, as a page of `RunSummary`."""
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunRecord:
+        """The full record of a run; `NotFound` if there is none."""
+
+    @abstractmethod
+    def get_state(self, run_id: str) -> State:
+        """The current state of a run; `NotFound` if there is none."""
+
+    @abstractmethod
+    def list_tasks(self, run_id: str, page_size: int, page_token: Optional[str]) -> Page:
+        """The run's tasks in start order, as a page of `TaskRecord`."""
+
+    @abstractmethod
+    def get_task(self, run_id: str, task_id: str) -> TaskRecord:
+        """One task of a run; `NotFound` if there is none."""
+
+    @abstractmethod
+    def cancel(self, run_id: str) -> None:
+        """Ask for a run to stop; it moves to CANCELING, then CANCELED."""
+
+    @abstractmethod
+    def log_file(self, run_id: str, stream: str, task_id: Optional[str] = None) -> Path:
+        """Local path of a run's (or a task's) stdout or stderr."""
+
+    @abstractmethod
+    def output_file(self, run_id: str, relpath: str) -> Path:
+        """Local path of one of the run's output files; `NotFound` outside the outputs."""

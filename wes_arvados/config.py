@@ -1,0 +1,149 @@
+"""The one configuration object, read from defaults, a YAML file, the environment and flags.
+
+Precedence, lowest first: built-in defaults, the YAML file given by ``--config``
+(or ``WES_ARVADOS_CONFIG``), ``WES_ARVADOS_<FIELD>`` environment variables, then
+command-line flags.  Web workers receive the resolved object as JSON in
+``WES_ARVADOS_RESOLVED_CONFIG`` so every process sees exactly the same settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import yaml
+
+from .errors import ConfigError
+
+ENV_PREFIX = "WES_ARVADOS_"
+RESOLVED_ENV = "WES_ARVADOS_RESOLVED_CONFIG"
+BACKENDS = ("local",)
+
+
+def _default_state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "wes-arvados")
+
+
+@dataclass
+class Config:
+    """Every setting of the server, with its default."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 2
+    backend: str = "local"
+    state_dir: str = field(default_factory=_default_state_dir)
+    max_concurrent_runs: int = 2
+    # Largest accepted POST /runs body, attachments included.
+    max_upload_bytes: int = 512 * 1024 * 1024
+    # Limits on a workflow_url the server fetches over http(s).
+    fetch_max_bytes: int = 64 * 1024 * 1024
+    fetch_timeout: float = 30.0
+    # Server directories from which file:// and absolute workflow_url / input
+    # locations may be used; empty means none.
+    allowed_dirs: list = field(default_factory=list)
+    # Seconds the supervisor waits after SIGTERM before SIGKILL when cancelling.
+    cancel_grace: float = 10.0
+    # How often the scheduler looks for queued runs and orphans (seconds).
+    poll_interval: float = 0.5
+    # Extra options always given to cwltool by the local backend.
+    cwltool_options: list = field(default_factory=list)
+    log_level: str = "info"
+    # Base URL clients use to reach the server when it is behind a proxy
+    # (e.g. https://wes.example.org); empty means: as the request says.
+    public_url: str = ""
+    # Check every response against openapi/wes.yaml (the tests turn this on).
+    validate_responses: bool = False
+
+    def validate(self) -> "Config":
+        """Check values that would otherwise fail later and obscurely; return self."""
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        for name in ("port", "workers", "max_concurrent_runs", "max_upload_bytes", "fetch_max_bytes"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be a positive integer")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port {self.port} is out of range")
+        self.allowed_dirs = [str(Path(d).resolve()) for d in self.allowed_dirs]
+        self.state_dir = str(Path(self.state_dir).expanduser().resolve())
+        return self
+
+    def to_json(self) -> str:
+        """Serialize for handing to child processes."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        """Inverse of `to_json`."""
+        return cls(**json.loads(text))
+
+    @property
+    def runs_dir(self) -> Path:
+        """Directory holding one sub-directory per run."""
+        return Path(self.state_dir) / "runs"
+
+    @property
+    def database_path(self) -> Path:
+        """Path of the SQLite database of the local backend."""
+        return Path(self.state_dir) / "wes.sqlite"
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Convert a string from the environment or a flag to the field's type."""
+    default = getattr(Config(), name)
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    if isinstance(default, list):
+        if isinstance(value, list):
+            return value
+        return [v for v in str(value).split(",") if v]
+    return value
+
+
+def load_config(
+    path: Optional[str] = None,
+    overrides: Optional[Mapping[str, Any]] = None,
+    environ: Optional[Mapping[str, str]] = None,
+) -> Config:
+    """Build the configuration from a YAML file, the environment and explicit overrides."""
+    environ = os.environ if environ is None else environ
+    if RESOLVED_ENV in environ:
+        return Config.from_json(environ[RESOLVED_ENV])
+    names = {f.name for f in dataclasses.fields(Config)}
+    values: dict = {}
+    path = path or environ.get(ENV_PREFIX + "CONFIG")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = yaml.safe_load(fh) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping")
+        unknown = set(k.replace("-", "_") for k in data) - names
+        if unknown:
+            raise ConfigError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
+        values.update({k.replace("-", "_"): v for k, v in data.items()})
+    for name in names:
+        env_value = environ.get(ENV_PREFIX + name.upper())
+        if env_value is not None:
+            values[name] = env_value
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = value
+    try:
+        config = Config(**{k: _coerce(k, v) for k, v in values.items()})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid setting: {exc}") from exc
+    return config.validate()

@@ -1,0 +1,57 @@
+"""The one error hierarchy: every failure a client can see is a `WesError`."""
+
+from __future__ import annotations
+
+
+class WesError(Exception):
+    """Base of every error the server reports; carries its HTTP status code."""
+
+    status_code = 500
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg)
+        self.msg = msg
+
+    def to_response(self) -> dict:
+        """Shape this error as a WES `ErrorResponse` body."""
+        return {"msg": self.msg, "status_code": self.status_code}
+
+
+class BadRequest(WesError):
+    """The request is malformed or asks for something the server refuses."""
+
+    status_code = 400
+
+
+class Unauthorized(WesError):
+    """The request carries no valid credentials."""
+
+    status_code = 401
+
+
+class Forbidden(WesError):
+    """The credentials are valid but do not allow this request."""
+
+    status_code = 403
+
+
+class NotFound(WesError):
+    """The run, task or file named in the request does not exist."""
+
+    status_code = 404
+
+
+class PayloadTooLarge(WesError):
+    """The request body is larger than the server accepts."""
+
+    status_code = 413
+
+
+class ServerError(WesError):
+    """The server failed; the message is safe to show, details are in the log."""
+
+    status_code = 500
+
+
+class ConfigError(Exception):
+    """The configuration given to the server is invalid (reported at start-up)."""

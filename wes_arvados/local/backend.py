@@ -1,0 +1,180 @@
+"""The embedded local backend: runs CWL with cwltool on this machine."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+from urllib.parse import unquote, urlparse
+
+from importlib.metadata import version
+
+from ..backend.base import Backend
+from ..config import Config
+from ..errors import BadRequest, NotFound
+from ..models import Page, RunRecord, RunRequest, RunSummary, TaskRecord
+from ..states import State
+from ..submission import Submission, resolve_locations
+from .engine_options import cwltool_options, default_parameters
+from .rundir import RunDir, read_json, write_json
+from .store import RunStore, decode_token, encode_token, utcnow
+from .tasklog import read_tasks
+
+
+class LocalBackend(Backend):
+    """Runs live in SQLite and run directories; a scheduler process executes them."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        config.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.store = RunStore(config.database_path)
+
+    def run_dir(self, run_id: str) -> RunDir:
+        """The directory of a run (which may not exist)."""
+        if not run_id or "/" in run_id or run_id.startswith("."):
+            raise NotFound(f"no run with id {run_id!r}")
+        return RunDir(self.config.runs_dir / run_id)
+
+    def staging_dir(self) -> Path:
+        """A fresh directory path (not yet created) where a submission can be staged."""
+        staging = Path(self.config.state_dir) / "staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        return staging / uuid.uuid4().hex
+
+    def engine_versions(self) -> Dict[str, List[str]]:
+        """The cwltool this server runs."""
+        return {"cwltool": [version("cwltool")]}
+
+    def default_engine_parameters(self) -> List[dict]:
+        """The cwltool options clients may set."""
+        return default_parameters()
+
+    def filesystem_protocols(self) -> List[str]:
+        """Inputs can be attachments (relative paths), http(s) URLs, or allowed server directories."""
+        return ["http", "https"] + (["file"] if self.config.allowed_dirs else [])
+
+    def state_counts(self) -> Dict[str, int]:
+        """Runs per state."""
+        return self.store.counts()
+
+    def submit(self, submission: Submission) -> str:
+        """Move the staged files into a new run directory, then queue the run."""
+        options, notes = cwltool_options(submission.request.workflow_engine_parameters)
+        run_id = str(uuid.uuid4())
+        run = self.run_dir(run_id)
+        run.root.mkdir(parents=True)
+        try:
+            os.rename(submission.staging_dir, run.workdir)
+            params = resolve_locations(submission.request.workflow_params, run.workdir, self.config.allowed_dirs)
+            write_json(run.job, params)
+            workflow, _, fragment = submission.workflow.partition("#")
+            write_json(run.engine, {
+                "workflow": str(run.workdir / workflow) + (f"#{fragment}" if fragment else ""),
+                "job": str(run.job),
+                "options": list(self.config.cwltool_options) + options,
+            })
+            write_json(run.request, submission.request.to_dict())
+            self.store.insert(run_id, submission.request.to_dict(), [f"{utcnow()} {n}" for n in submission.notes + notes])
+        except BaseException:
+            shutil.rmtree(run.root, ignore_errors=True)
+            raise
+        return run_id
+
+    def list_runs(self, page_size: int, page_token: Optional[str], states: Sequence[State] = (),
+                  tags: Optional[Dict[str, str]] = None) -> Page:
+        """Runs newest first."""
+        rows, token = self.store.page(page_size, page_token, states, tags or {})
+        return Page([RunSummary(r.run_id, r.state, r.start_time, r.end_time, r.request.get("tags", {})) for r in rows], token)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with its logs and outputs."""
+        row = self.store.get(run_id)
+        run = self.run_dir(run_id)
+        outputs = read_json(run.outputs_json, {}) if row.state == State.COMPLETE else {}
+        return RunRecord(
+            run_id=row.run_id, state=row.state, request=RunRequest(**row.request), submitted_time=row.submitted_time,
+            start_time=row.start_time, end_time=row.end_time, exit_code=row.exit_code, cmd=row.cmd,
+            system_logs=self.store.system_logs(run_id), outputs=relative_outputs(outputs, run.outputs),
+            has_logs=run.stderr.exists(),
+        )
+
+    def get_state(self, run_id: str) -> State:
+        """The run's state."""
+        return self.store.get(run_id).state
+
+    def _tasks(self, run_id: str) -> List[TaskRecord]:
+        self.store.get(run_id)
+        return [
+            TaskRecord(id=t["id"], name=t["name"], cmd=t.get("cmd") or [], start_time=t.get("start_time"),
+                       end_time=t.get("end_time"), exit_code=t.get("exit_code"),
+                       system_logs=[f"status: {t['status']}"] if t.get("status") else [])
+            for t in read_tasks(self.run_dir(run_id).root)
+        ]
+
+    def list_tasks(self, run_id: str, page_size: int, page_token: Optional[str]) -> Page:
+        """Tasks in start order; the token is the index of the next one."""
+        tasks = self._tasks(run_id)
+        start = decode_token(page_token) or 0
+        end = start + page_size
+        return Page(tasks[start:end], encode_token(end) if end < len(tasks) else "")
+
+    def get_task(self, run_id: str, task_id: str) -> TaskRecord:
+        """One task by id."""
+        for task in self._tasks(run_id):
+            if task.id == task_id:
+                return task
+        raise NotFound(f"run {run_id!r} has no task {task_id!r}")
+
+    def cancel(self, run_id: str) -> None:
+        """QUEUED runs stop at once; running ones are stopped by their supervisor."""
+        with self.store.transaction() as db:
+            state = self.store.state_in_tx(db, run_id)
+            if state == State.QUEUED:
+                self.store.update(run_id, db, state=State.CANCELED, end_time=utcnow())
+            elif state in (State.INITIALIZING, State.RUNNING, State.PAUSED):
+                self.store.update(run_id, db, state=State.CANCELING)
+            elif state not in (State.CANCELING, State.CANCELED):
+                raise BadRequest(f"run {run_id!r} has already finished ({state.value}); it cannot be canceled")
+            db.execute("INSERT INTO system_logs (run_id, line) VALUES (?, ?)",
+                       (run_id, f"{utcnow()} cancel requested while {state.value}"))
+
+    def log_file(self, run_id: str, stream: str, task_id: Optional[str] = None) -> Path:
+        """The engine's or a task's stdout/stderr file."""
+        self.store.get(run_id)
+        run = self.run_dir(run_id)
+        if task_id is None:
+            path = run.run_log(stream)
+        else:
+            if "/" in task_id or task_id.startswith("."):
+                raise NotFound(f"run {run_id!r} has no task {task_id!r}")
+            path = run.task_log(task_id, stream)
+        if not path.is_file():
+            raise NotFound(f"no {stream} log yet for run {run_id!r}" + (f" task {task_id!r}" if task_id else ""))
+        return path
+
+    def output_file(self, run_id: str, relpath: str) -> Path:
+        """An output file; never a path outside the run's output directory."""
+        self.store.get(run_id)
+        root = self.run_dir(run_id).outputs.resolve()
+        path = (root / relpath).resolve()
+        if not str(path).startswith(str(root) + os.sep) or not path.is_file():
+            raise NotFound(f"run {run_id!r} has no output file {relpath!r}")
+        return path
+
+
+def relative_outputs(outputs: Any, root: Path) -> Any:
+    """Rewrite File/Directory locations below `root` to relative paths and drop server paths."""
+    if isinstance(outputs, list):
+        return [relative_outputs(v, root) for v in outputs]
+    if not isinstance(outputs, dict):
+        return outputs
+    result = {k: relative_outputs(v, root) for k, v in outputs.items() if k != "path"}
+    location = outputs.get("location")
+    if outputs.get("class") in ("File", "Directory") and isinstance(location, str) and location.startswith("file://"):
+        path = unquote(urlparse(location).path)
+        prefix = str(root.resolve()) + os.sep
+        if path.startswith(prefix):
+            result["location"] = path[len(prefix):]
+    return result

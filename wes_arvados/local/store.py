@@ -1,0 +1,227 @@
+"""Durable run state of the local backend: one SQLite database in WAL mode.
+
+Every process (web workers, the scheduler, run supervisors) opens its own
+connection; writes that must not race use ``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+from ..errors import BadRequest, NotFound
+from ..states import State
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL,
+    request TEXT NOT NULL,
+    submitted_time TEXT NOT NULL,
+    start_time TEXT,
+    end_time TEXT,
+    exit_code INTEGER,
+    cmd TEXT,
+    supervisor_pid INTEGER,
+    supervisor_started REAL,
+    engine_pid INTEGER,
+    claimed_time TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_state ON runs(state, seq);
+CREATE TABLE IF NOT EXISTS run_tags (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+CREATE INDEX IF NOT EXISTS run_tags_kv ON run_tags(key, value);
+CREATE TABLE IF NOT EXISTS system_logs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    line TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS system_logs_run ON system_logs(run_id, id);
+"""
+
+
+def utcnow() -> str:
+    """The current time as the ISO 8601 UTC string WES uses."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def encode_token(value: int) -> str:
+    """An opaque page token for a position."""
+    return base64.urlsafe_b64encode(json.dumps({"p": value}).encode()).decode().rstrip("=")
+
+
+def decode_token(token: Optional[str]) -> Optional[int]:
+    """The position behind a page token; `BadRequest` for a token this server did not make."""
+    if not token:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        value = data["p"]
+        if not isinstance(value, int) or value < 0:
+            raise ValueError
+        return value
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise BadRequest(f"page_token {token!r} is not valid") from None
+
+
+@dataclass
+class RunRow:
+    """One row of the runs table."""
+
+    seq: int
+    run_id: str
+    state: State
+    request: Dict[str, Any]
+    submitted_time: str
+    start_time: Optional[str]
+    end_time: Optional[str]
+    exit_code: Optional[int]
+    cmd: List[str]
+    supervisor_pid: Optional[int]
+    supervisor_started: Optional[float]
+    engine_pid: Optional[int]
+    claimed_time: Optional[str]
+
+
+def _row(r: sqlite3.Row) -> RunRow:
+    return RunRow(
+        seq=r["seq"], run_id=r["run_id"], state=State(r["state"]), request=json.loads(r["request"]),
+        submitted_time=r["submitted_time"], start_time=r["start_time"], end_time=r["end_time"],
+        exit_code=r["exit_code"], cmd=json.loads(r["cmd"]) if r["cmd"] else [],
+        supervisor_pid=r["supervisor_pid"], supervisor_started=r["supervisor_started"],
+        engine_pid=r["engine_pid"], claimed_time=r["claimed_time"],
+    )
+
+
+class RunStore:
+    """Reads and writes runs; safe to share between threads of one process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn().executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that holds the database's write lock from its start."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def insert(self, run_id: str, request: Dict[str, Any], notes: Sequence[str]) -> None:
+        """Record a new QUEUED run with its tags and first system log lines."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO runs (run_id, state, request, submitted_time) VALUES (?, ?, ?, ?)",
+                (run_id, State.QUEUED.value, json.dumps(request), utcnow()),
+            )
+            db.executemany(
+                "INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?)",
+                [(run_id, k, v) for k, v in request.get("tags", {}).items()],
+            )
+            db.executemany("INSERT INTO system_logs (run_id, line) VALUES (?, ?)", [(run_id, n) for n in notes])
+
+    def get(self, run_id: str) -> RunRow:
+        """The run's row; `NotFound` when there is none."""
+        r = self._conn().execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if r is None:
+            raise NotFound(f"no run with id {run_id!r}")
+        return _row(r)
+
+    def system_logs(self, run_id: str) -> List[str]:
+        """The run's system log lines, oldest first."""
+        rows = self._conn().execute("SELECT line FROM system_logs WHERE run_id = ? ORDER BY id", (run_id,))
+        return [r["line"] for r in rows]
+
+    def log(self, run_id: str, line: str) -> None:
+        """Append a line to the run's system logs."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO system_logs (run_id, line) VALUES (?, ?)", (run_id, f"{utcnow()} {line}"))
+
+    def page(self, page_size: int, token: Optional[str], states: Sequence[State], tags: Dict[str, str]) -> tuple:
+        """Runs newest first after the token's position; returns (rows, next token or "")."""
+        where, args = [], []
+        before = decode_token(token)
+        if before is not None:
+            where.append("seq < ?")
+            args.append(before)
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args += [s.value for s in states]
+        for key, value in tags.items():
+            where.append("run_id IN (SELECT run_id FROM run_tags WHERE key = ? AND value = ?)")
+            args += [key, value]
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._conn().execute(sql + " ORDER BY seq DESC LIMIT ?", args + [page_size + 1]).fetchall()
+        more = len(rows) > page_size
+        rows = [_row(r) for r in rows[:page_size]]
+        return rows, (encode_token(rows[-1].seq) if more else "")
+
+    def tags(self, run_id: str) -> Dict[str, str]:
+        """The run's tags."""
+        return {r["key"]: r["value"] for r in self._conn().execute("SELECT key, value FROM run_tags WHERE run_id = ?", (run_id,))}
+
+    def counts(self) -> Dict[str, int]:
+        """Number of runs per state, every state included."""
+        counts = {s.value: 0 for s in State}
+        for r in self._conn().execute("SELECT state, COUNT(*) AS n FROM runs GROUP BY state"):
+            counts[r["state"]] = r["n"]
+        return counts
+
+    def in_states(self, states: Sequence[State]) -> List[RunRow]:
+        """All runs in the given states, oldest first."""
+        rows = self._conn().execute(
+            f"SELECT * FROM runs WHERE state IN ({','.join('?' * len(states))}) ORDER BY seq",
+            [s.value for s in states],
+        )
+        return [_row(r) for r in rows]
+
+    def update(self, run_id: str, db: Optional[sqlite3.Connection] = None, **fields: Any) -> None:
+        """Set columns of a run (inside the caller's transaction when `db` is given)."""
+        if "state" in fields and isinstance(fields["state"], State):
+            fields["state"] = fields["state"].value
+        if "cmd" in fields:
+            fields["cmd"] = json.dumps(fields["cmd"])
+        sql = f"UPDATE runs SET {', '.join(f'{k} = ?' for k in fields)} WHERE run_id = ?"
+        if db is not None:
+            db.execute(sql, list(fields.values()) + [run_id])
+            return
+        with self.transaction() as tx:
+            tx.execute(sql, list(fields.values()) + [run_id])
+
+    def state_in_tx(self, db: sqlite3.Connection, run_id: str) -> State:
+        """The run's state read inside a transaction; `NotFound` when there is none."""
+        r = db.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if r is None:
+            raise NotFound(f"no run with id {run_id!r}")
+        return State(r["state"])

@@ -1,0 +1,120 @@
+"""One run's supervisor: starts the runner, stops it on cancel, records how it ended.
+
+It runs in its own session, so a restart of the server does not stop the run:
+the next scheduler finds the supervisor alive and leaves it to finish.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import List, Optional
+
+from ..config import load_config
+from ..states import State, state_from_engine_exit
+from .processes import kill_group, start_time
+from .rundir import RunDir, read_json, write_json
+from .store import RunStore, utcnow
+
+RUNNER = [sys.executable, "-m", "wes_arvados.local.runner"]
+
+
+def runner_command(run: RunDir) -> List[str]:
+    """The engine command line shown in RunLog.run_log.cmd."""
+    engine = read_json(run.engine, {})
+    return ["cwltool", *engine.get("options", []), "--outdir", str(run.outputs), engine.get("workflow", ""), engine.get("job", "")]
+
+
+class Supervisor:
+    """Drives one run from INITIALIZING to a final state."""
+
+    def __init__(self, store: RunStore, run: RunDir, run_id: str, cancel_grace: float) -> None:
+        self.store, self.run, self.run_id, self.cancel_grace = store, run, run_id, cancel_grace
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> bool:
+        """Move the run to RUNNING and start the runner; False if it was canceled first."""
+        with self.store.transaction() as db:
+            if self.store.state_in_tx(db, self.run_id) != State.INITIALIZING:
+                return False
+            self.run.tasks.mkdir(exist_ok=True)
+            self.run.tmp.mkdir(exist_ok=True)
+            with open(self.run.stdout, "ab") as out, open(self.run.stderr, "ab") as err:
+                self.proc = subprocess.Popen(
+                    RUNNER + [str(self.run.root)], stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                    start_new_session=True, cwd=str(self.run.root),
+                )
+            self.store.update(self.run_id, db, state=State.RUNNING, start_time=utcnow(), cmd=runner_command(self.run),
+                              supervisor_pid=os.getpid(), supervisor_started=start_time(os.getpid()),
+                              engine_pid=self.proc.pid)
+        return True
+
+    def wait(self) -> None:
+        """Wait for the runner, stopping it if the run is canceled, then record the outcome."""
+        assert self.proc is not None
+        canceled = False
+        deadline = None
+        while True:
+            try:
+                code = self.proc.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if not canceled and self.store.get(self.run_id).state == State.CANCELING:
+                canceled = True
+                kill_group(self.proc.pid, signal.SIGTERM)
+                deadline = time.monotonic() + self.cancel_grace
+            elif deadline is not None and time.monotonic() > deadline:
+                kill_group(self.proc.pid, signal.SIGKILL)
+                deadline = None
+        # Whatever the runner started and left behind goes with it.
+        kill_group(self.proc.pid, signal.SIGKILL)
+        self.finish(code, canceled)
+
+    def finish(self, code: int, canceled: bool) -> None:
+        """Record the final state, exit code and end time."""
+        if canceled:
+            state, line = State.CANCELED, "run canceled; engine stopped"
+        else:
+            state = state_from_engine_exit(code)
+            line = f"engine exited with status {code}" if code >= 0 else f"engine killed by signal {-code}"
+        write_json(self.run.result, {"state": state.value, "exit_code": code, "end_time": utcnow()})
+        with self.store.transaction() as db:
+            self.store.update(self.run_id, db, state=state, exit_code=code, end_time=utcnow())
+            db.execute("INSERT INTO system_logs (run_id, line) VALUES (?, ?)", (self.run_id, f"{utcnow()} {line}"))
+
+
+def finish_canceled_before_start(store: RunStore, run_id: str) -> None:
+    """A run canceled while INITIALIZING never starts its engine."""
+    with store.transaction() as db:
+        if store.state_in_tx(db, run_id) == State.CANCELING:
+            store.update(run_id, db, state=State.CANCELED, end_time=utcnow())
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point: ``python -m wes_arvados.local.supervisor RUN_ID``."""
+    run_id = (argv or sys.argv[1:])[0]
+    config = load_config()
+    store = RunStore(config.database_path)
+    supervisor = Supervisor(store, RunDir(config.runs_dir / run_id), run_id, config.cancel_grace)
+    # SIGTERM to the supervisor (e.g. the whole session being stopped) cancels the run cleanly.
+    signal.signal(signal.SIGTERM, lambda *_: store.update(run_id, state=State.CANCELING))
+    try:
+        if not supervisor.start():
+            finish_canceled_before_start(store, run_id)
+            return 0
+        supervisor.wait()
+    except Exception as exc:  # the run must not stay RUNNING because the supervisor failed
+        store.log(run_id, f"supervisor failed: {type(exc).__name__}: {exc}")
+        if supervisor.proc is not None:
+            kill_group(supervisor.proc.pid, signal.SIGKILL)
+        store.update(run_id, state=State.SYSTEM_ERROR, end_time=utcnow())
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

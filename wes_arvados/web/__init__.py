@@ -1,0 +1,1 @@
+"""The HTTP layer: connexion app, thin WES handlers, error mapping."""

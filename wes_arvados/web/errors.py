@@ -1,0 +1,59 @@
+"""Every error leaves the server as a WES `ErrorResponse`, never HTML or a traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionResponse
+from starlette.exceptions import HTTPException
+
+from ..errors import WesError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status_code: int, msg: str) -> ConnexionResponse:
+    """An `ErrorResponse` body with its status code."""
+    return ConnexionResponse(
+        status_code=status_code,
+        body=json.dumps({"msg": msg, "status_code": status_code}),
+        content_type="application/json",
+    )
+
+
+def wes_error(_request, exc: WesError) -> ConnexionResponse:
+    """Our own errors carry their status and a message safe to show."""
+    return error_response(exc.status_code, exc.msg)
+
+
+def problem(_request, exc: ProblemException) -> ConnexionResponse:
+    """Connexion's validation problems, reshaped."""
+    msg = exc.detail or exc.title or "bad request"
+    return error_response(exc.status or 400, str(msg))
+
+
+def http_error(_request, exc: HTTPException) -> ConnexionResponse:
+    """Routing and protocol errors (404 path, 405, 413 from the request parser)."""
+    messages = {
+        404: "no such endpoint",
+        405: "method not allowed on this endpoint",
+        413: "request body too large for this server",
+    }
+    detail = exc.detail if isinstance(exc.detail, str) and exc.status_code not in messages else None
+    return error_response(exc.status_code, detail or messages.get(exc.status_code, "request failed"))
+
+
+def unexpected(_request, exc: Exception) -> ConnexionResponse:
+    """Anything else is a server fault: logged in full, reported without details."""
+    log.error("unhandled error", exc_info=exc)
+    return error_response(500, "internal server error; the server log has the details")
+
+
+def install(app) -> None:
+    """Register the handlers on a connexion app."""
+    app.add_error_handler(WesError, wes_error)
+    app.add_error_handler(ProblemException, problem)
+    app.add_error_handler(HTTPException, http_error)
+    app.add_error_handler(Exception, unexpected)

@@ -1,0 +1,13 @@
+"""Gunicorn settings used by `wes-arvados serve`."""
+
+from wes_arvados.local.processes import die_with_parent
+
+worker_class = "uvicorn_worker.UvicornWorker"
+graceful_timeout = 20
+timeout = 120
+accesslog = "-"
+
+
+def post_fork(server, worker) -> None:
+    """A worker whose master was killed must not keep the port open."""
+    die_with_parent()

@@ -1,0 +1,143 @@
+"""Thin WES operation handlers: parse the request, call the backend, shape the response.
+
+Connexion routes each operationId of openapi/wes.yaml to the function of the same name.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import flask
+
+from ..backend.base import Backend
+from ..config import Config
+from ..errors import BadRequest
+from ..service_info import service_info
+from ..states import State
+from ..submission import Attachment, check_engine, parse_submission
+from . import shape
+from .app import EXTENSION_KEY
+from .fetch import fetch_url
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+FORM_FIELDS = (
+    "workflow_params", "workflow_type", "workflow_type_version", "tags",
+    "workflow_engine_parameters", "workflow_engine", "workflow_engine_version", "workflow_url",
+)
+
+
+def _context() -> Tuple[Backend, Config]:
+    ext = flask.current_app.extensions[EXTENSION_KEY]
+    return ext["backend"], ext["config"]
+
+
+def _page_size(page_size: Optional[int]) -> int:
+    if page_size is None:
+        return DEFAULT_PAGE_SIZE
+    if page_size < 1:
+        raise BadRequest("page_size must be at least 1")
+    return min(page_size, MAX_PAGE_SIZE)
+
+
+def get_service_info() -> Dict[str, Any]:
+    """GetServiceInfo."""
+    backend, config = _context()
+    return service_info(backend, config)
+
+
+def list_runs(page_size: Optional[int] = None, page_token: Optional[str] = None,
+              state: Optional[List[str]] = None, tag: Optional[List[str]] = None) -> Dict[str, Any]:
+    """ListRuns, newest first, with the state and tag filter extensions."""
+    backend, _ = _context()
+    tags: Dict[str, str] = {}
+    for item in tag or []:
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise BadRequest(f"tag filter {item!r} must have the form key:value")
+        tags[key] = value
+    page = backend.list_runs(_page_size(page_size), page_token, [State(s) for s in state or []], tags)
+    return {"runs": [r.to_dict() for r in page.items], "next_page_token": page.next_page_token}
+
+
+def _form() -> Tuple[Dict[str, str], List[Attachment]]:
+    """Form fields and attachments; some clients send the fields as file parts too."""
+    request = flask.request
+    form = {k: request.form[k] for k in request.form}
+    attachments: List[Attachment] = []
+    for key in request.files:
+        for upload in request.files.getlist(key):
+            if key == "workflow_attachment":
+                attachments.append(Attachment(upload.filename or "", upload.stream))
+            elif key in FORM_FIELDS:
+                form.setdefault(key, upload.stream.read().decode("utf-8", errors="replace"))
+            else:
+                raise BadRequest(f"unexpected file field {key!r}")
+    return form, attachments
+
+
+def run_workflow(*_args: Any, **_kwargs: Any) -> Dict[str, str]:
+    """RunWorkflow: stage the request, hand it to the backend, return the run id."""
+    backend, config = _context()
+    form, attachments = _form()
+    check_engine(form.get("workflow_engine"), form.get("workflow_engine_version"), backend.engine_versions())
+    submission = parse_submission(
+        form, attachments, backend.staging_dir(), config.allowed_dirs,
+        lambda url, dest: fetch_url(url, dest, config.fetch_max_bytes, config.fetch_timeout),
+    )
+    try:
+        run_id = backend.submit(submission)
+    finally:
+        submission.discard()
+    return {"run_id": run_id}
+
+
+def get_run_log(run_id: str) -> Dict[str, Any]:
+    """GetRunLog."""
+    backend, _ = _context()
+    return shape.run_log(backend.get_run(run_id), shape.base_url())
+
+
+def get_run_status(run_id: str) -> Dict[str, str]:
+    """GetRunStatus."""
+    backend, _ = _context()
+    return {"run_id": run_id, "state": backend.get_state(run_id).value}
+
+
+def cancel_run(run_id: str) -> Dict[str, str]:
+    """CancelRun."""
+    backend, _ = _context()
+    backend.cancel(run_id)
+    return {"run_id": run_id}
+
+
+def list_tasks(run_id: str, page_size: Optional[int] = None, page_token: Optional[str] = None) -> Dict[str, Any]:
+    """ListTasks, in start order."""
+    backend, _ = _context()
+    page = backend.list_tasks(run_id, _page_size(page_size), page_token)
+    base = shape.base_url()
+    return {"task_logs": [shape.task_log(run_id, t, base) for t in page.items], "next_page_token": page.next_page_token}
+
+
+def get_task(run_id: str, task_id: str) -> Dict[str, Any]:
+    """GetTask."""
+    backend, _ = _context()
+    return shape.task_log(run_id, backend.get_task(run_id, task_id), shape.base_url())
+
+
+def get_run_log_stream(run_id: str, stream: str) -> flask.Response:
+    """The engine's stdout or stderr (extension)."""
+    backend, _ = _context()
+    return flask.send_file(backend.log_file(run_id, stream), mimetype="text/plain", conditional=True)
+
+
+def get_task_log_stream(run_id: str, task_id: str, stream: str) -> flask.Response:
+    """A task's stdout or stderr (extension)."""
+    backend, _ = _context()
+    return flask.send_file(backend.log_file(run_id, stream, task_id), mimetype="text/plain", conditional=True)
+
+
+def get_output_file(run_id: str, path: str) -> flask.Response:
+    """One output file of a run (extension)."""
+    backend, _ = _context()
+    return flask.send_file(backend.output_file(run_id, path), mimetype="application/octet-stream", conditional=True)

@@ -1,0 +1,68 @@
+"""Shapes backend records into WES JSON, turning log names and output paths into URLs."""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+from urllib.parse import quote
+
+import flask
+
+from ..models import RunRecord, TaskRecord
+from .app import BASE_PATH, EXTENSION_KEY
+
+
+def base_url() -> str:
+    """The WES base URL as the client sees it (or as configured behind a proxy)."""
+    config = flask.current_app.extensions[EXTENSION_KEY]["config"]
+    return (config.public_url or flask.request.host_url).rstrip("/") + BASE_PATH
+
+
+def _output_urls(value: Any, prefix: str) -> Any:
+    if isinstance(value, list):
+        return [_output_urls(v, prefix) for v in value]
+    if not isinstance(value, dict):
+        return value
+    result = {k: _output_urls(v, prefix) for k, v in value.items()}
+    location = value.get("location")
+    if value.get("class") in ("File", "Directory") and isinstance(location, str) and ":" not in location.split("/")[0]:
+        result["location"] = prefix + quote(location)
+    return result
+
+
+def run_log(run: RunRecord, base: str) -> Dict[str, Any]:
+    """The WES `RunLog` of a run."""
+    run_url = f"{base}/runs/{run.run_id}"
+    return {
+        "run_id": run.run_id,
+        "request": run.request.to_dict(),
+        "state": run.state.value,
+        "run_log": {
+            "name": run.request.workflow_url,
+            "cmd": run.cmd,
+            "start_time": run.start_time,
+            "end_time": run.end_time,
+            "stdout": f"{run_url}/logs/stdout" if run.has_logs else None,
+            "stderr": f"{run_url}/logs/stderr" if run.has_logs else None,
+            "exit_code": run.exit_code,
+            "system_logs": run.system_logs,
+        },
+        "task_logs_url": f"{run_url}/tasks",
+        "outputs": _output_urls(run.outputs, f"{run_url}/outputs/"),
+        "system_logs": run.system_logs,
+    }
+
+
+def task_log(run_id: str, task: TaskRecord, base: str) -> Dict[str, Any]:
+    """The WES `TaskLog` of a task."""
+    task_url = f"{base}/runs/{run_id}/tasks/{quote(task.id)}"
+    return {
+        "id": task.id,
+        "name": task.name,
+        "cmd": task.cmd,
+        "start_time": task.start_time,
+        "end_time": task.end_time,
+        "stdout": f"{task_url}/logs/stdout",
+        "stderr": f"{task_url}/logs/stderr",
+        "exit_code": task.exit_code,
+        "system_logs": task.system_logs,
+    }
