@@ -7,7 +7,12 @@ from pathlib import Path
 from typing import Optional
 
 import connexion
-from connexion.validators import AbstractRequestBodyValidator, FormDataValidator, JSONRequestBodyValidator
+from connexion.validators import (
+    AbstractRequestBodyValidator,
+    FormDataValidator,
+    JSONRequestBodyValidator,
+    ParameterValidator,
+)
 
 from ..backend import make_backend
 from ..config import Config, load_config
@@ -51,6 +56,18 @@ class StreamedMultipart(AbstractRequestBodyValidator):
         raise NotImplementedError
 
 
+class NamedParameterValidator(ParameterValidator):
+    """Connexion's parameter checks, with messages that name the parameter."""
+
+    @staticmethod
+    def validate_parameter(parameter_type, value, param, param_name=None):
+        """Return an error message naming the parameter, or None when the value is valid."""
+        error = ParameterValidator.validate_parameter(parameter_type, value, param, param_name)
+        if error and not error.startswith("Missing"):
+            return f"{parameter_type} parameter '{param['name']}' is invalid: {error.splitlines()[0]}"
+        return error
+
+
 def create_app(config: Optional[Config] = None) -> connexion.FlaskApp:
     """The WES application for a configuration (read from the environment when not given)."""
     config = config or load_config()
@@ -66,6 +83,7 @@ def create_app(config: Optional[Config] = None) -> connexion.FlaskApp:
         validate_responses=config.validate_responses,
         swagger_ui_options=connexion.options.SwaggerUIOptions(swagger_ui_path="/ui"),
         validator_map={
+            "parameter": NamedParameterValidator,
             "body": {
                 "application/json": JSONRequestBodyValidator,
                 "application/x-www-form-urlencoded": FormDataValidator,

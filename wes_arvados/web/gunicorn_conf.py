@@ -6,6 +6,8 @@ worker_class = "uvicorn_worker.UvicornWorker"
 graceful_timeout = 20
 timeout = 120
 accesslog = "-"
+# Several servers may run on one machine; a shared control socket in $HOME would clash.
+control_socket_disable = True
 
 
 def post_fork(server, worker) -> None:
