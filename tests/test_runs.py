@@ -160,3 +160,50 @@ def test_engine_parameters_are_applied_ignored_with_a_note_or_refused(client: We
     refused = client.submit(DATA / "hello.cwl", {"name": "p"}, workflow_engine_parameters={"--cachedir": "/tmp/x"})
     assert refused.status_code == 400
     assert "--cachedir is not allowed" in refused.json()["msg"]
+
+
+def _serve_directory(directory: Path):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def test_http_workflow_url_is_fetched_by_the_server(client: WesClient):
+    httpd = _serve_directory(DATA)
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/hello.cwl"
+        response = client.http.post(client.url + "/runs", data={
+            "workflow_url": url, "workflow_type": "cwl", "workflow_type_version": "v1.2",
+            "workflow_params": '{"name": "web"}'}, files=[])
+        assert response.status_code == 200, response.text
+        log = client.wait(response.json()["run_id"])
+        assert log["state"] == "COMPLETE"
+        assert log["request"]["workflow_url"] == url
+        assert requests.get(log["outputs"]["greeting"]["location"]).content == b"hello web\n"
+        missing = client.http.post(client.url + "/runs", data={
+            "workflow_url": url.replace("hello", "absent"), "workflow_type": "CWL", "workflow_type_version": "v1.2"})
+        assert missing.status_code == 400 and "answered HTTP 404" in missing.json()["msg"]
+    finally:
+        httpd.shutdown()
+
+
+def test_http_workflow_url_over_the_size_limit_is_refused(tmp_path: Path):
+    server = WesServer(tmp_path / "state", env={"WES_ARVADOS_FETCH_MAX_BYTES": "100"}).start()
+    httpd = _serve_directory(DATA)
+    try:
+        client = WesClient(server.url)
+        response = client.http.post(client.url + "/runs", data={
+            "workflow_url": f"http://127.0.0.1:{httpd.server_address[1]}/hello.cwl",
+            "workflow_type": "CWL", "workflow_type_version": "v1.2"})
+        assert response.status_code == 400
+        assert "is larger than 100 bytes" in response.json()["msg"]
+        assert client.get("/runs").json()["runs"] == []
+    finally:
+        httpd.shutdown()
+        server.stop()
+        server.kill_runs()

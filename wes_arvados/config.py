@@ -57,6 +57,9 @@ class Config:
     # Base URL clients use to reach the server when it is behind a proxy
     # (e.g. https://wes.example.org); empty means: as the request says.
     public_url: str = ""
+    # Bearer tokens: full access, and read-only access. None configured: no authentication.
+    auth_tokens: list = field(default_factory=list)
+    auth_read_tokens: list = field(default_factory=list)
     # Check every response against openapi/wes.yaml (the tests turn this on).
     validate_responses: bool = False
 

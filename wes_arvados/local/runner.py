@@ -118,9 +118,16 @@ def _exit_code(process: Optional["subprocess.Popen[Any]"]) -> Optional[int]:
     if process is None:
         return None
     if process.returncode is None:
-        # cwltool's SIGTERM handler interrupts the wait for the tool and
-        # kills it, so the status is only known once we reap it ourselves.
-        process.poll()
+        # cwltool's SIGTERM handler interrupts its wait for the tool, so we reap
+        # the tool ourselves. Not via poll(): when the interrupted wait had already
+        # reaped it, poll() reports 0, whereas the status is in fact lost.
+        try:
+            pid, status = os.waitpid(process.pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if pid == 0:  # still running
+            return None
+        process.returncode = os.waitstatus_to_exitcode(status)
     return process.returncode
 
 

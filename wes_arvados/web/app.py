@@ -9,14 +9,13 @@ from typing import Optional
 import connexion
 from connexion.validators import (
     AbstractRequestBodyValidator,
-    FormDataValidator,
     JSONRequestBodyValidator,
     ParameterValidator,
 )
 
 from ..backend import make_backend
 from ..config import Config, load_config
-from . import errors
+from . import auth, errors
 
 BASE_PATH = "/ga4gh/wes/v1"
 EXTENSION_KEY = "wes_arvados"
@@ -35,7 +34,7 @@ def spec_path() -> Path:
 
 
 class StreamedMultipart(AbstractRequestBodyValidator):
-    """Leaves multipart bodies to the handler, which streams and checks them itself.
+    """Leaves form bodies (RunWorkflow's) to the handler, which streams and checks them itself.
 
     Connexion's own form validator buffers the whole body in memory and caps
     each field at 1 MiB; RunWorkflow uploads can be large and its checks give
@@ -77,6 +76,7 @@ def create_app(config: Optional[Config] = None) -> connexion.FlaskApp:
     flask_app.config["MAX_FORM_MEMORY_SIZE"] = config.max_upload_bytes
     flask_app.config["MAX_FORM_PARTS"] = 100_000
     flask_app.extensions[EXTENSION_KEY] = {"config": config, "backend": make_backend(config)}
+    auth.install(flask_app, config)
     app.add_api(
         spec_path(),
         base_path=BASE_PATH,
@@ -86,7 +86,7 @@ def create_app(config: Optional[Config] = None) -> connexion.FlaskApp:
             "parameter": NamedParameterValidator,
             "body": {
                 "application/json": JSONRequestBodyValidator,
-                "application/x-www-form-urlencoded": FormDataValidator,
+                "application/x-www-form-urlencoded": StreamedMultipart,
                 "multipart/form-data": StreamedMultipart,
             }
         },

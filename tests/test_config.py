@@ -1,0 +1,58 @@
+"""One configuration object: file < environment < flags."""
+
+from __future__ import annotations
+
+import pytest
+
+from wes_arvados.config import Config, load_config
+from wes_arvados.errors import ConfigError
+
+
+def test_flags_beat_environment_which_beats_the_file(tmp_path):
+    cfg = tmp_path / "wes.yaml"
+    cfg.write_text("port: 9000\nworkers: 3\nmax-concurrent-runs: 5\nstate_dir: /tmp/from-file\n")
+    env = {"WES_ARVADOS_WORKERS": "4", "WES_ARVADOS_MAX_CONCURRENT_RUNS": "6"}
+    config = load_config(str(cfg), {"max_concurrent_runs": 7, "host": None}, environ=env)
+    assert (config.port, config.workers, config.max_concurrent_runs) == (9000, 4, 7)
+    assert config.host == "127.0.0.1"
+    assert config.state_dir == "/tmp/from-file"
+
+
+def test_config_file_named_by_the_environment(tmp_path):
+    cfg = tmp_path / "wes.yaml"
+    cfg.write_text("allowed_dirs: [/data]\n")
+    config = load_config(environ={"WES_ARVADOS_CONFIG": str(cfg), "WES_ARVADOS_PORT": "8181"})
+    assert config.allowed_dirs == ["/data"] and config.port == 8181
+
+
+@pytest.mark.parametrize("text,message", [
+    ("bogus: 1\n", "unknown settings"),
+    ("- a\n", "must hold a mapping"),
+    ("port: [\n", "not valid YAML"),
+    ("backend: slurm\n", "backend must be one of"),
+    ("port: 0\n", "port must be a positive integer"),
+    ("workers: many\n", "invalid setting"),
+])
+def test_invalid_configuration_is_reported_clearly(tmp_path, text, message):
+    cfg = tmp_path / "wes.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(str(cfg), environ={})
+
+
+def test_missing_config_file_is_reported(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(str(tmp_path / "absent.yaml"), environ={})
+
+
+def test_resolved_config_round_trips_to_child_processes():
+    config = Config(port=1234, allowed_dirs=["/x"]).validate()
+    again = load_config(environ={"WES_ARVADOS_RESOLVED_CONFIG": config.to_json()})
+    assert again == config
+
+
+def test_serve_refuses_a_bad_config_with_exit_status_2(tmp_path, capsys):
+    from wes_arvados.cli import main
+
+    assert main(["serve", "--port", "0", "--state-dir", str(tmp_path)]) == 2
+    assert "port must be a positive integer" in capsys.readouterr().err
