@@ -8,7 +8,7 @@ PY          := $(VENV)/bin/python
 HOST        ?= 127.0.0.1
 PORT        ?= 8080
 SYSTEM_PKGS := libcurl4-openssl-dev libssl-dev
-TEST_PKGS   := docker.io docker-registry skopeo nodejs busybox-static
+TEST_PKGS   := nodejs
 
 .PHONY: serve test install install-test system-packages test-system-packages peers conformance clean
 

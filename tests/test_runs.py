@@ -96,14 +96,14 @@ def test_cancel_stops_the_engine_and_every_process_it_started(client: WesClient,
     run_id = client.run(WF / "sleep.cwl")
     _wait_state(client, run_id, "RUNNING")
     deadline = time.monotonic() + 30
-    while not [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[-2:] == ["sleep", "300"]]:
+    while not [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[-2:] == ["sleep", "600"]]:
         assert time.monotonic() < deadline, "the tool never started"
         time.sleep(0.2)
     assert client.http.post(f"{client.url}/runs/{run_id}/cancel").json() == {"run_id": run_id}
     log = client.wait(run_id, timeout=60)
     assert log["state"] == "CANCELED"
     time.sleep(0.5)
-    assert not [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[-2:] == ["sleep", "300"]]
+    assert not [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[-2:] == ["sleep", "600"]]
     assert not _engine_processes(server.state_dir, run_id)
     again = client.http.post(f"{client.url}/runs/{run_id}/cancel")
     assert again.status_code == 200

@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from wes_arvados.errors import BadRequest
-from wes_arvados.submission import Attachment, check_attachment_name, parse_submission, resolve_locations
+from wes_arvados.submission import (
+    Attachment,
+    check_attachment_name,
+    parse_submission,
+    resolve_locations,
+)
 
 WORKFLOW = b"cwlVersion: v1.2\nclass: CommandLineTool\nbaseCommand: echo\ninputs: []\noutputs: []\n"
 

@@ -47,8 +47,9 @@ class Config:
     # Server directories from which file:// and absolute workflow_url / input
     # locations may be used; empty means none.
     allowed_dirs: list = field(default_factory=list)
-    # Seconds the supervisor waits after SIGTERM before SIGKILL when cancelling.
-    cancel_grace: float = 10.0
+    # Seconds the supervisor waits after SIGTERM before SIGKILL when cancelling
+    # (cwltool itself waits up to 10 s for its jobs to stop).
+    cancel_grace: float = 30.0
     # How often the scheduler looks for queued runs and orphans (seconds).
     poll_interval: float = 0.5
     # Extra options always given to cwltool by the local backend.

@@ -9,7 +9,6 @@ read to check its CWL version.  The backend then takes the staging directory ove
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import shutil
 from dataclasses import dataclass, field

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 from urllib.parse import unquote, urlparse
-
-from importlib.metadata import version
 
 from ..backend.base import Backend
 from ..config import Config

@@ -1,10 +1,14 @@
-"""Which `workflow_engine_parameters` the local backend passes to cwltool, and how."""
+"""The cwltool command line of a run: which `workflow_engine_parameters` pass, and what the server adds."""
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+import json
+import os
+from dataclasses import dataclass
+from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from ..errors import BadRequest
+from .rundir import RunDir
 
 # Flags (no value) that only change how the engine evaluates the workflow.
 FLAGS = frozenset({
@@ -78,3 +82,53 @@ def default_parameters() -> List[dict]:
         {"name": "--default-container", "type": "string", "default_value": ""},
     ]
     return params
+
+
+DEFAULT_SWITCHES: Tuple[Tuple[str, FrozenSet[str]], ...] = (
+    # The HTTP document cache lives in $HOME/.cache/salad, outside the run directory.
+    ("--no-doc-cache", frozenset({"--doc-cache", "--no-doc-cache"})),
+    # The workflow is always a path or URL; never ask a TRS registry (dockstore) to resolve it.
+    ("--disable-ga4gh-tool-registry", frozenset({"--enable-ga4gh-tool-registry", "--disable-ga4gh-tool-registry"})),
+)
+
+
+class RunnerError(Exception):
+    """A failure of the runner itself rather than of the workflow."""
+
+
+@dataclass
+class EngineRequest:
+    """What engine.json asks us to run."""
+
+    workflow: str
+    job: str
+    options: List[str]
+
+
+def load_engine_request(run: RunDir) -> EngineRequest:
+    """Read and check engine.json."""
+    with open(run.engine, encoding="utf-8") as fh:
+        engine = json.load(fh)
+    if not isinstance(engine, dict):
+        raise RunnerError("engine.json is not a JSON object")
+    workflow, job, options = engine.get("workflow"), engine.get("job"), engine.get("options", [])
+    if not isinstance(workflow, str) or not workflow:
+        raise RunnerError("engine.json: 'workflow' must be a non-empty string")
+    if not isinstance(job, str) or not job:
+        raise RunnerError("engine.json: 'job' must be a non-empty string")
+    if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
+        raise RunnerError("engine.json: 'options' must be a list of strings")
+    return EngineRequest(workflow, job, options)
+
+
+def cwltool_arguments(run: RunDir, request: EngineRequest) -> List[str]:
+    """The cwltool command line: the client's options, then ours, then the documents."""
+    own = [
+        "--outdir", str(run.outputs),
+        "--tmpdir-prefix", os.path.join(str(run.tmp), "job-"),
+        "--tmp-outdir-prefix", os.path.join(str(run.tmp), "out-"),
+        "--disable-color",
+    ]
+    given = set(request.options)
+    own += [flag for flag, group in DEFAULT_SWITCHES if not group & given]
+    return [*request.options, *own, request.workflow, request.job]

@@ -19,7 +19,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Callable, FrozenSet, List, Optional, Sequence, Tuple, Union
+from typing import IO, Any, BinaryIO, Callable, List, Optional, Sequence, Union
 
 import cwltool.main
 from cwltool.argparser import arg_parser
@@ -32,6 +32,7 @@ from cwltool.workflow import default_make_tool
 from ruamel.yaml.comments import CommentedMap
 
 from ..states import RUNNER_SOFTWARE_EXIT
+from .engine_options import RunnerError, cwltool_arguments, load_engine_request
 from .rundir import RunDir
 from .tasklog import TaskLogWriter, task_log_path
 
@@ -39,56 +40,6 @@ EX_SOFTWARE = RUNNER_SOFTWARE_EXIT
 
 # Defaults we add unless the options already pick a side of the same
 # mutually exclusive cwltool switch (argparse would reject both).
-DEFAULT_SWITCHES: Tuple[Tuple[str, FrozenSet[str]], ...] = (
-    # The HTTP document cache lives in $HOME/.cache/salad, outside the run directory.
-    ("--no-doc-cache", frozenset({"--doc-cache", "--no-doc-cache"})),
-    # The workflow is always a path or URL; never ask a TRS registry (dockstore) to resolve it.
-    ("--disable-ga4gh-tool-registry", frozenset({"--enable-ga4gh-tool-registry", "--disable-ga4gh-tool-registry"})),
-)
-
-
-class RunnerError(Exception):
-    """A failure of the runner itself rather than of the workflow."""
-
-
-@dataclass
-class EngineRequest:
-    """What engine.json asks us to run."""
-
-    workflow: str
-    job: str
-    options: List[str]
-
-
-def load_engine_request(run: RunDir) -> EngineRequest:
-    """Read and check engine.json."""
-    with open(run.engine, encoding="utf-8") as fh:
-        engine = json.load(fh)
-    if not isinstance(engine, dict):
-        raise RunnerError("engine.json is not a JSON object")
-    workflow, job, options = engine.get("workflow"), engine.get("job"), engine.get("options", [])
-    if not isinstance(workflow, str) or not workflow:
-        raise RunnerError("engine.json: 'workflow' must be a non-empty string")
-    if not isinstance(job, str) or not job:
-        raise RunnerError("engine.json: 'job' must be a non-empty string")
-    if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
-        raise RunnerError("engine.json: 'options' must be a list of strings")
-    return EngineRequest(workflow, job, options)
-
-
-def cwltool_arguments(run: RunDir, request: EngineRequest) -> List[str]:
-    """The cwltool command line: the client's options, then ours, then the documents."""
-    own = [
-        "--outdir", str(run.outputs),
-        "--tmpdir-prefix", os.path.join(str(run.tmp), "job-"),
-        "--tmp-outdir-prefix", os.path.join(str(run.tmp), "out-"),
-        "--disable-color",
-    ]
-    given = set(request.options)
-    own += [flag for flag, group in DEFAULT_SWITCHES if not group & given]
-    return [*request.options, *own, request.workflow, request.job]
-
-
 def parse_cwltool_arguments(argsl: Sequence[str]) -> argparse.Namespace:
     """Parse arguments exactly as ``cwltool.main.main`` does when given ``argsl``.
 

@@ -15,8 +15,9 @@ from typing import List, Optional
 
 from ..config import load_config
 from ..states import State, state_from_engine_exit
+from .engine_options import cwltool_arguments, load_engine_request
 from .processes import kill_group, start_time
-from .rundir import RunDir, read_json, write_json
+from .rundir import RunDir, write_json
 from .store import RunStore, utcnow
 
 RUNNER = [sys.executable, "-m", "wes_arvados.local.runner"]
@@ -24,8 +25,7 @@ RUNNER = [sys.executable, "-m", "wes_arvados.local.runner"]
 
 def runner_command(run: RunDir) -> List[str]:
     """The engine command line shown in RunLog.run_log.cmd."""
-    engine = read_json(run.engine, {})
-    return ["cwltool", *engine.get("options", []), "--outdir", str(run.outputs), engine.get("workflow", ""), engine.get("job", "")]
+    return ["cwltool", *cwltool_arguments(run, load_engine_request(run))]
 
 
 class Supervisor:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
+
+from .store import utcnow
 
 TASKS_FILE = "tasks.jsonl"
 TASKS_DIR = "tasks"
@@ -19,11 +20,6 @@ TASKS_DIR = "tasks"
 ID_WIDTH = 4
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-def utc_timestamp() -> str:
-    """The current time as UTC ISO 8601 with microseconds and a ``Z`` suffix."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def task_log_path(run_dir: PathLike, task_id: str, stream: str) -> Path:
@@ -74,13 +70,13 @@ class TaskLogWriter:
             self._last += 1
             task_id = f"{self._last:0{ID_WIDTH}d}"
             self._append({"event": "start", "id": task_id, "name": name, "cmd": [str(c) for c in cmd],
-                          "start_time": utc_timestamp()})
+                          "start_time": utcnow()})
         return task_id
 
     def end(self, task_id: str, exit_code: Optional[int], status: Optional[str]) -> None:
         """Record the end event of a task."""
         with self._lock:
-            self._append({"event": "end", "id": task_id, "end_time": utc_timestamp(),
+            self._append({"event": "end", "id": task_id, "end_time": utcnow(),
                           "exit_code": exit_code, "status": status})
 
     def close(self) -> None:
