@@ -69,9 +69,9 @@ class WesServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
             try:
-                if requests.get(self.url + "/service-info", timeout=2).status_code == 200:
+                if requests.get(self.url + "/service-info", timeout=5).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or a worker still booting
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"server did not answer in {timeout} s:\n{self.log_path.read_text()[-3000:]}")

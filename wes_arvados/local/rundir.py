@@ -7,33 +7,76 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .tasklog import task_log_path
+
 
 class RunDir:
     """Names the files of a run below ``<state_dir>/runs/<run_id>/``.
 
-    request.json: the RunRequest as received; workdir/: the attachments;
-    engine.json and job.json: what the runner executes; outputs/: cwltool's
-    output directory; tmp/: scratch; stdout.log and stderr.log: the engine's
-    streams; tasks.jsonl and tasks/: one entry and two logs per CWL job;
-    outputs.json: the output object; result.json: the supervisor's verdict.
+    Besides those named here, tasks.jsonl (see tasklog.py) lists the run's CWL jobs.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def __getattr__(self, name: str) -> Path:
-        files = {
-            "request": "request.json", "workdir": "workdir", "engine": "engine.json", "job": "job.json",
-            "outputs": "outputs", "tmp": "tmp", "stdout": "stdout.log", "stderr": "stderr.log",
-            "tasks": "tasks", "outputs_json": "outputs.json", "result": "result.json",
-        }
-        if name in files:
-            return self.root / files[name]
-        raise AttributeError(name)
+    @property
+    def request(self) -> Path:
+        """The RunRequest as received."""
+        return self.root / "request.json"
+
+    @property
+    def workdir(self) -> Path:
+        """The attachments (and a fetched workflow_url)."""
+        return self.root / "workdir"
+
+    @property
+    def engine(self) -> Path:
+        """What the runner executes: workflow, job, options."""
+        return self.root / "engine.json"
+
+    @property
+    def job(self) -> Path:
+        """The input object with absolute locations."""
+        return self.root / "job.json"
+
+    @property
+    def outputs(self) -> Path:
+        """cwltool's output directory."""
+        return self.root / "outputs"
+
+    @property
+    def tmp(self) -> Path:
+        """Scratch directories of the engine."""
+        return self.root / "tmp"
+
+    @property
+    def stdout(self) -> Path:
+        """The engine's stdout."""
+        return self.root / "stdout.log"
+
+    @property
+    def stderr(self) -> Path:
+        """The engine's stderr."""
+        return self.root / "stderr.log"
+
+    @property
+    def tasks(self) -> Path:
+        """Per-task stdout and stderr files."""
+        return self.root / "tasks"
+
+    @property
+    def outputs_json(self) -> Path:
+        """The CWL output object, written on success."""
+        return self.root / "outputs.json"
+
+    @property
+    def result(self) -> Path:
+        """The supervisor's record of how the run ended."""
+        return self.root / "result.json"
 
     def task_log(self, task_id: str, stream: str) -> Path:
         """Path of a task's stdout or stderr file."""
-        return self.tasks / f"{task_id}.{stream}"
+        return task_log_path(self.root, task_id, stream)
 
     def run_log(self, stream: str) -> Path:
         """Path of the engine's stdout or stderr file."""
