@@ -8,7 +8,7 @@ PY          := $(VENV)/bin/python
 HOST        ?= 127.0.0.1
 PORT        ?= 8080
 SYSTEM_PKGS := libcurl4-openssl-dev libssl-dev
-TEST_PKGS   := nodejs
+TEST_PKGS   := nodejs docker.io docker-registry skopeo busybox-static
 
 .PHONY: serve test install install-test system-packages test-system-packages peers conformance clean
 
@@ -41,6 +41,7 @@ serve: install
 	$(VENV)/bin/wes-arvados serve --host $(HOST) --port $(PORT)
 
 test: install-test
+	$(VENV)/bin/ruff check --select F,E9 wes_arvados tests
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 # The whole CWL conformance suite through the server, printed as a table.

@@ -1,0 +1,13 @@
+"""Talking to an OCI distribution registry: one small module per concern.
+
+``client.Repository`` is the facade; ``scheme`` picks http or https, ``challenge``
+reads WWW-Authenticate, ``basic`` and ``bearer`` authenticate, ``retry`` retries,
+``resumable`` resumes broken blob downloads, ``mirror`` orders endpoints,
+``credentials`` reads Docker's config.json, ``errors`` turns failures into
+`RegistryError` messages that name the image and the registry.
+"""
+
+from .client import Repository
+from .options import RegistryOptions
+
+__all__ = ["Repository", "RegistryOptions"]

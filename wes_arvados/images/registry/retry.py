@@ -1,0 +1,64 @@
+"""Retrying requests on 429, 5xx and broken connections, honouring Retry-After."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from typing import Callable, Optional
+
+import requests
+
+from .options import RegistryOptions
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_EXCEPTIONS = (requests.ConnectionError, requests.Timeout)
+
+
+def retry_after(response: requests.Response) -> Optional[float]:
+    """Seconds a Retry-After header asks us to wait (delta-seconds or an HTTP date), if any."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    when = email.utils.parsedate_to_datetime(value) if value else None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def with_retries(send: Callable[[], requests.Response], options: RegistryOptions, what: str,
+                 sleep: Callable[[float], None] = time.sleep) -> requests.Response:
+    """Call `send` until it answers with a non-retryable status or attempts run out.
+
+    Returns the last response (the caller turns a failure into an error);
+    re-raises the last connection error when every attempt failed to connect.
+    """
+    delay = options.backoff
+    for attempt in range(1, options.max_attempts + 1):
+        last = attempt == options.max_attempts
+        try:
+            response = send()
+        except RETRY_EXCEPTIONS as exc:
+            if last:
+                raise
+            log.info("%s: %s; retrying in %.1f s", what, type(exc).__name__, delay)
+            sleep(delay)
+            delay *= 2
+            continue
+        if response.status_code not in RETRY_STATUSES or last:
+            return response
+        wait = retry_after(response)
+        if wait is not None and wait > options.max_retry_after:
+            return response  # the registry asks for longer than we are willing to wait
+        wait = delay if wait is None else wait
+        log.info("%s: HTTP %d; retrying in %.1f s", what, response.status_code, wait)
+        response.close()
+        sleep(wait)
+        delay *= 2
+    raise AssertionError("unreachable")  # pragma: no cover
