@@ -1,13 +1,15 @@
 """Talking to an OCI distribution registry: one small module per concern.
 
-``client.Repository`` is the facade; ``scheme`` picks http or https, ``challenge``
-reads WWW-Authenticate, ``basic`` and ``bearer`` authenticate, ``retry`` retries,
+``client.Repository`` is the facade; ``scheme`` picks http or https, ``session`` makes
+the one HTTP session (proxies, CA bundle), ``challenge`` reads WWW-Authenticate, ``auth``
+chooses the Authorization per endpoint, ``basic`` and ``bearer`` authenticate, ``retry`` retries,
 ``resumable`` resumes broken blob downloads, ``mirror`` orders endpoints,
 ``credentials`` reads Docker's config.json, ``errors`` turns failures into
 `RegistryError` messages that name the image and the registry.
 """
 
 from .client import Repository
+from .credentials import AuthConfig, Credentials
 from .options import RegistryOptions
 
-__all__ = ["Repository", "RegistryOptions"]
+__all__ = ["AuthConfig", "Credentials", "RegistryOptions", "Repository"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
 import requests
@@ -14,19 +14,25 @@ from .challenge import Challenge
 from .credentials import AuthConfig
 from .errors import raise_for_connection, raise_for_response
 from .options import RegistryOptions
+from .retry import with_retries
 
 # The token spec: a token without expires_in, or with less, is good for 60 s.
 MIN_EXPIRY = 60
 # Renew this long before expiry, so a token does not lapse in flight.
 MARGIN = 5
 CLIENT_ID = "wes-arvados"
+# Answers of token endpoints without the OAuth2 POST form (GCR 404, ACR 400, Artifactory 401,
+# others 405): ask again with GET and the identity token as a Basic password, as containerd does.
+NO_OAUTH_POST = frozenset({400, 401, 404, 405})
+
+TokenKey = Tuple[str, str, str]  # realm, service, scope
 
 
 @dataclass
 class Token:
     """A bearer token and the monotonic time it stops being used."""
 
-    value: str
+    value: str = field(repr=False)
     expires: float
 
 
@@ -34,24 +40,29 @@ class TokenCache:
     """Tokens per (realm, service, scope); safe for threads pulling layers in parallel."""
 
     def __init__(self) -> None:
-        self._tokens: Dict[Tuple[str, str, str], Token] = {}
+        self._tokens: Dict[TokenKey, Token] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: Tuple[str, str, str]) -> Optional[str]:
+    def __repr__(self) -> str:
+        return f"TokenCache({len(self._tokens)} tokens)"
+
+    def get(self, key: TokenKey) -> Optional[str]:
         """A token still valid for `key`, if any."""
         with self._lock:
             token = self._tokens.get(key)
             return token.value if token and token.expires > time.monotonic() else None
 
-    def put(self, key: Tuple[str, str, str], value: str, expires_in: float) -> None:
-        """Remember a token for `key`."""
+    def put(self, key: TokenKey, value: str, expires_in: float) -> None:
+        """Remember a token for `key`, for `expires_in` seconds but never less than MIN_EXPIRY."""
         with self._lock:
             self._tokens[key] = Token(value, time.monotonic() + max(expires_in, MIN_EXPIRY) - MARGIN)
 
-    def forget(self, key: Tuple[str, str, str]) -> None:
-        """Drop a token the registry refused."""
+    def forget(self, key: TokenKey, value: Optional[str] = None) -> None:
+        """Drop a token the registry refused (only if it is still `value`: another thread may have renewed it)."""
         with self._lock:
-            self._tokens.pop(key, None)
+            token = self._tokens.get(key)
+            if token is not None and (value is None or token.value == value):
+                del self._tokens[key]
 
 
 def fetch_token(session: requests.Session, challenge: Challenge, scope: str, auth: AuthConfig,
@@ -62,16 +73,26 @@ def fetch_token(session: requests.Session, challenge: Challenge, scope: str, aut
         raise_for_connection(ValueError("bearer challenge without realm"), image, registry, "authentication")
     service = challenge.params.get("service", "")
     what = f"token request to {realm}"
+    params = {"service": service, "scope": scope} if service else {"scope": scope}
+
+    def get(username: str, password: str) -> requests.Response:
+        headers = {"Authorization": basic_header(AuthConfig(username, password))} if username or password else {}
+        return session.get(realm, params=params, headers=headers, timeout=options.timeout)
+
+    def post_refresh() -> requests.Response:
+        # OAuth2 refresh-token grant, as `docker login` identity tokens require.
+        return session.post(realm, timeout=options.timeout, data={
+            "grant_type": "refresh_token", "refresh_token": auth.identity_token,
+            "service": service, "scope": scope, "client_id": CLIENT_ID})
+
     try:
         if auth.identity_token:
-            # OAuth2 refresh-token grant, as `docker login` identity tokens require.
-            response = session.post(realm, timeout=options.timeout, data={
-                "grant_type": "refresh_token", "refresh_token": auth.identity_token,
-                "service": service, "scope": scope, "client_id": CLIENT_ID})
+            response = with_retries(post_refresh, options, what)
+            if response.status_code in NO_OAUTH_POST:
+                response.close()
+                response = with_retries(lambda: get(auth.username, auth.identity_token), options, what)
         else:
-            headers = {"Authorization": basic_header(auth)} if auth.username or auth.password else {}
-            params = {"service": service, "scope": scope} if service else {"scope": scope}
-            response = session.get(realm, params=params, headers=headers, timeout=options.timeout)
+            response = with_retries(lambda: get(auth.username, auth.password), options, what)
     except requests.RequestException as exc:
         raise_for_connection(exc, image, registry, what)
     if response.status_code != 200:
@@ -80,8 +101,8 @@ def fetch_token(session: requests.Session, challenge: Challenge, scope: str, aut
         body = response.json()
     except ValueError:
         raise_for_connection(ValueError("token response is not JSON"), image, registry, what)
-    token = body.get("token") or body.get("access_token")
-    if not token:
+    token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+    if not token or not isinstance(token, str):
         raise_for_connection(ValueError("token response has no token"), image, registry, what)
     try:
         expires_in = float(body.get("expires_in") or MIN_EXPIRY)

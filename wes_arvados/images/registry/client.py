@@ -3,31 +3,33 @@
 from __future__ import annotations
 
 import logging
-from typing import Dict, Optional, Tuple
-from urllib.parse import urljoin, urlparse
+import threading
+from typing import Dict, Optional, Set, Tuple, Union
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from ..errors import RegistryError
-from ..manifest import ACCEPT
-from ..reference import Reference
-from .basic import basic_header
-from .bearer import TokenCache, fetch_token
-from .challenge import Challenge, find, parse_challenges
+from ..errors import DigestMismatch, InvalidReference, RegistryError
+from ..manifest import ACCEPT, Index, Manifest, digest_of, parse_manifest
+from ..reference import Reference, validate_digest
+from .auth import Authenticator
+from .bearer import TokenCache
 from .errors import raise_for_connection, raise_for_response
 from .mirror import Endpoint, endpoints
 from .options import RegistryOptions
 from .resumable import BlobStream
-from .retry import RETRY_EXCEPTIONS, with_retries
+from .retry import RETRY_EXCEPTIONS, RETRY_STATUSES, with_retries
 from .session import make_session
 
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 10
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
-def _token_key(params: Dict[str, str], default_scope: str) -> Tuple[str, str, str]:
-    return (params.get("realm", ""), params.get("service", ""), params.get("scope", default_scope))
+def _netloc(url: str) -> str:
+    """host[:port] of a URL, without user info."""
+    return urlsplit(url).netloc.rsplit("@", 1)[-1]
 
 
 class Repository:
@@ -41,119 +43,140 @@ class Repository:
         self.reference = reference
         self.options = options or RegistryOptions()
         self.session = session or make_session(self.options)
-        self.tokens = tokens or TokenCache()
         self.image = reference.familiar_string()
         self.scope = f"repository:{reference.repository}:pull"
         self.endpoints = endpoints(reference.registry, reference.registry_host, self.options)
-        # Per endpoint, how it wants to be authenticated, learnt from its first 401.
-        self._auth_kind: Dict[str, Tuple[str, dict]] = {}
+        self.auth = Authenticator(self.session, self.options, reference.registry, self.scope, self.image, tokens)
+        # Mirrors that could not be reached or kept failing: not tried again by this instance.
+        self._given_up: Set[str] = set()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Repository({self.image!r}, endpoints={[e.base_url for e in self.endpoints]!r})"
 
     # ---- requests ------------------------------------------------------------------------
 
-    def _auth_header(self, endpoint: Endpoint) -> Dict[str, str]:
-        kind = self._auth_kind.get(endpoint.base_url)
-        if kind is None:
-            return {}
-        scheme, params = kind
-        auth = self.options.credentials.for_registry(
-            self.reference.registry if not endpoint.is_mirror else endpoint.host)
-        if scheme == "basic":
-            return {"Authorization": basic_header(auth)} if auth else {}
-        if auth.registry_token:
-            return {"Authorization": f"Bearer {auth.registry_token}"}
-        key = _token_key(params, self.scope)
-        token = self.tokens.get(key)
-        if token is None:
-            token, expires_in = fetch_token(self.session, Challenge("bearer", params), key[2], auth,
-                                            self.options, self.image, endpoint.host)
-            self.tokens.put(key, token, expires_in)
-        return {"Authorization": f"Bearer {token}"}
-
-    def _learn_challenge(self, endpoint: Endpoint, response: requests.Response) -> bool:
-        """Remember how the endpoint wants to be authenticated; False when it offers nothing to try."""
-        challenges = parse_challenges(response.headers.get("WWW-Authenticate"))
-        bearer, basic = find(challenges, "bearer"), find(challenges, "basic")
-        previous = self._auth_kind.get(endpoint.base_url)
-        if previous is not None and previous[0] == "bearer":
-            self.tokens.forget(_token_key(previous[1], self.scope))  # refused: expired, or too narrow
-        if bearer is not None:
-            params = dict(bearer.params)
-            if not (params.get("error") == "insufficient_scope" and params.get("scope")):
-                params["scope"] = self.scope
-            self._auth_kind[endpoint.base_url] = ("bearer", params)
-        elif basic is not None:
-            self._auth_kind[endpoint.base_url] = ("basic", basic.params)
-        else:
-            return False
-        return True
-
     def _send(self, endpoint: Endpoint, method: str, path: str, headers: Dict[str, str],
               stream: bool) -> requests.Response:
-        """One request with redirects followed by hand (Authorization never leaves its host)."""
+        """One request with redirects followed by hand: Authorization never leaves the endpoint's host."""
         url = endpoint.base_url + path
-        auth = self._auth_header(endpoint)
+        auth = self.auth.header(endpoint)
+        home = _netloc(endpoint.base_url)
         for _ in range(MAX_REDIRECTS):
-            same_host = urlparse(url).netloc == urlparse(endpoint.base_url).netloc
-            response = self.session.request(method, url, headers={**headers, **(auth if same_host else {})},
+            response = self.session.request(method, url, headers={**headers, **(auth if _netloc(url) == home else {})},
                                             stream=stream, allow_redirects=False, timeout=self.options.timeout)
-            if response.status_code not in (301, 302, 303, 307, 308) or "Location" not in response.headers:
+            if response.status_code not in REDIRECTS or "Location" not in response.headers:
                 return response
             url = urljoin(url, response.headers["Location"])
             response.close()
-            if method == "HEAD" and response.status_code == 303:
+            if response.status_code == 303 and method != "HEAD":
                 method = "GET"
         raise RegistryError(self.image, endpoint.host, None, f"more than {MAX_REDIRECTS} redirects for {path}")
+
+    def _authenticated(self, endpoint: Endpoint, method: str, path: str, headers: Dict[str, str],
+                       stream: bool, what: str) -> requests.Response:
+        """A request retried on 429/5xx, and sent again when a 401 teaches how to authenticate.
+
+        At most: one more after learning the scheme, and one more with a renewed
+        token (expired mid-pull, or `insufficient_scope`); a refused password is final.
+        """
+        def send() -> requests.Response:
+            return self._send(endpoint, method, path, headers, stream)
+
+        label = f"{what} at {endpoint.host}"
+        response = with_retries(send, self.options, label, retry_connection_errors=not endpoint.is_mirror)
+        renewed = False
+        for _ in range(3):
+            if response.status_code != 401 or _netloc(response.url) != _netloc(endpoint.base_url):
+                break
+            if response.request.headers.get("Authorization", "").lower().startswith("bearer "):
+                if renewed:
+                    break
+                renewed = True
+            if not self.auth.learn(endpoint, response):
+                break
+            response.close()
+            response = with_retries(send, self.options, label, retry_connection_errors=not endpoint.is_mirror)
+        return response
 
     def request(self, method: str, path: str, what: str, headers: Optional[Dict[str, str]] = None,
                 stream: bool = False, ok: Tuple[int, ...] = (200,)) -> requests.Response:
         """A request to the first endpoint that answers it, authenticated and retried.
 
-        Mirrors that fail in any way fall through to the next endpoint; the
-        registry itself is last and its failure is raised as a `RegistryError`.
+        Mirrors that fail in any way fall through to the next endpoint; one that
+        cannot be reached or keeps failing with 5xx is not tried again. The
+        registry itself is last, and its failure is raised as a `RegistryError`.
         """
         headers = headers or {}
+        last_index = len(self.endpoints) - 1
         for index, endpoint in enumerate(self.endpoints):
-            last = index == len(self.endpoints) - 1
+            last = index == last_index
+            if not last and endpoint.base_url in self._given_up:
+                continue
             try:
                 response = self._authenticated(endpoint, method, path, headers, stream, what)
-            except RegistryError:
+            except RegistryError as exc:
                 if last:
                     raise
+                log.info("mirror %s failed %s: %s", endpoint.host, what, exc)
                 continue
             except RETRY_EXCEPTIONS as exc:
                 if last:
                     raise_for_connection(exc, self.image, endpoint.host, what)
-                log.info("mirror %s unreachable for %s: %s", endpoint.base_url, what, exc)
+                log.info("mirror %s unreachable for %s: %s; not trying it again", endpoint.host, what,
+                         type(exc).__name__)
+                self._give_up(endpoint)
                 continue
             if response.status_code in ok:
                 return response
             if last:
                 raise_for_response(response, self.image, endpoint.host, what)
-            log.info("mirror %s answered %d for %s", endpoint.base_url, response.status_code, what)
+            log.info("mirror %s answered %d for %s", endpoint.host, response.status_code, what)
+            if response.status_code in RETRY_STATUSES:
+                self._give_up(endpoint)
             response.close()
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _authenticated(self, endpoint: Endpoint, method: str, path: str, headers: Dict[str, str],
-                       stream: bool, what: str) -> requests.Response:
-        def send() -> requests.Response:
-            return self._send(endpoint, method, path, headers, stream)
-
-        response = with_retries(send, self.options, f"{what} at {endpoint.host}")
-        # A 401 teaches us the auth scheme (or that a token expired mid-pull); try again once per lesson.
-        for _ in range(2):
-            if response.status_code != 401 or not self._learn_challenge(endpoint, response):
-                break
-            response.close()
-            response = with_retries(send, self.options, f"{what} at {endpoint.host}")
-        return response
+    def _give_up(self, endpoint: Endpoint) -> None:
+        with self._lock:
+            self._given_up.add(endpoint.base_url)
 
     # ---- manifests -----------------------------------------------------------------------
 
     def get_manifest(self, identifier: str) -> Tuple[bytes, str]:
-        """The raw bytes and Content-Type of a manifest or index, by tag or digest."""
+        """The raw bytes and Content-Type of a manifest or index, by tag or digest (not verified)."""
+        raw, media_type, _, _ = self._get_manifest(identifier)
+        return raw, media_type
+
+    def _get_manifest(self, identifier: str) -> Tuple[bytes, str, Optional[str], str]:
         response = self.request("GET", f"/v2/{self.reference.repository}/manifests/{identifier}",
                                 f"manifest {identifier}", headers={"Accept": ", ".join(ACCEPT)})
-        return response.content, response.headers.get("Content-Type", "").split(";")[0].strip()
+        served_by = _netloc(response.url)
+        return (response.content, response.headers.get("Content-Type", "").split(";")[0].strip(),
+                response.headers.get("Docker-Content-Digest"), served_by)
+
+    def get_manifest_verified(self, identifier: str, expected_digest: Optional[str] = None
+                              ) -> Union[Manifest, Index]:
+        """A parsed manifest or index whose bytes hash to the digest that names it.
+
+        The digest is `expected_digest`, else `identifier` when it is a digest,
+        else the Docker-Content-Digest the registry sent; `DigestMismatch` when
+        the bytes do not match, naming the image and the registry.
+        """
+        raw, media_type, header_digest, served_by = self._get_manifest(identifier)
+        expected = expected_digest or (identifier if ":" in identifier else None)
+        source = "digest"
+        if expected is None and header_digest:
+            try:
+                expected, source = validate_digest(header_digest), "Docker-Content-Digest"
+            except InvalidReference:
+                log.info("registry %s sent an unusable Docker-Content-Digest %r", served_by, header_digest)
+        if expected is not None:
+            actual = digest_of(raw, validate_digest(expected).split(":", 1)[0])
+            if actual != expected:
+                raise DigestMismatch(f"manifest {identifier} of image {self.image} from registry {served_by} "
+                                     f"(checked against its {source})", expected, actual)
+        return parse_manifest(raw, media_type, expected)
 
     def head_manifest(self, identifier: str) -> Tuple[Optional[str], str, Optional[int]]:
         """The digest (Docker-Content-Digest), media type and size of a manifest, without its body."""

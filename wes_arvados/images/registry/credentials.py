@@ -142,6 +142,9 @@ class Credentials:
         self.explicit = {canonical_registry(k): v for k, v in (explicit or {}).items()}
         self.configs: List[DockerConfig] = list(configs)
 
+    def __repr__(self) -> str:
+        return f"Credentials(explicit for {sorted(self.explicit)!r}, {len(self.configs)} config files)"
+
     @classmethod
     def from_files(cls, paths: Iterable[Path], explicit: Optional[Dict[str, AuthConfig]] = None) -> "Credentials":
         """Credentials from config.json files (e.g. a mounted Kubernetes Secret)."""

@@ -17,7 +17,8 @@ class RegistryOptions:
     # CA bundle for https (a file path); None uses the system's.
     ca_bundle: Optional[str] = None
     # Registry host → base URLs of mirrors tried in order before it, e.g.
-    # {"docker.io": ["http://127.0.0.1:5000"]}.
+    # {"docker.io": ["http://127.0.0.1:5000"]}. A mirror that cannot be reached, or
+    # still answers 5xx after the retries, is skipped for the rest of that Repository.
     mirrors: Dict[str, List[str]] = field(default_factory=dict)
     credentials: Credentials = field(default_factory=Credentials)
     # Attempts for one request on 429, 5xx and connection errors.

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import re
 from typing import Callable, Iterator, Optional
+from urllib.parse import urlsplit
 
 import requests
 import urllib3.exceptions
@@ -16,8 +17,9 @@ from ..errors import DigestMismatch, RegistryError
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
-BROKEN = (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout,
-          urllib3.exceptions.ProtocolError, urllib3.exceptions.ReadTimeoutError)
+# How a body read can break off: urllib3's errors (reset, truncated, timed out) and requests' wrappers.
+BROKEN = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+          urllib3.exceptions.HTTPError)
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
@@ -26,7 +28,8 @@ class BlobStream:
 
     `open_at(offset)` returns a streaming response from `offset` on (a plain GET
     for 0, a Range GET otherwise); the caller supplies it so that auth, retries
-    and redirects stay in one place.
+    and redirects stay in one place. Bytes are read as sent (no Content-Encoding
+    decoding): the digest is of the blob as stored.
     """
 
     def __init__(self, open_at: Callable[[int], requests.Response], digest: str, size: Optional[int],
@@ -36,69 +39,92 @@ class BlobStream:
         self.size = size
         self.max_resumes = max_resumes
         self.image, self.registry = image, registry
+        self.served_by = registry
         self.offset = 0
         self.resumes = 0
         algorithm, _, self.expected_hex = digest.partition(":")
         self.hasher = hashlib.new(algorithm)
 
-    def _open(self) -> requests.Response:
-        response = self.open_at(self.offset)
-        if self.offset == 0:
-            return response
-        if response.status_code == 206:
-            match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-            if not match or int(match.group(1)) != self.offset:
-                response.close()
-                raise RegistryError(self.image, self.registry, 206,
-                                    f"blob {self.digest}: resumed at the wrong offset")
-            return response
-        # The server ignored Range: skip what we already have.
-        skip = self.offset
-        chunks = response.iter_content(CHUNK)
-        while skip > 0:
-            chunk = next(chunks, b"")
-            if not chunk:
-                raise RegistryError(self.image, self.registry, response.status_code,
-                                    f"blob {self.digest}: shorter on retry")
-            skip -= len(chunk)
-            if skip < 0:
-                self._pending = chunk[skip:]
-        return response
+    def __repr__(self) -> str:
+        return f"BlobStream({self.digest}, offset={self.offset}, resumes={self.resumes})"
 
     def __iter__(self) -> Iterator[bytes]:
-        self._pending = b""
-        response = self._open()
         while True:
             try:
-                if self._pending:
-                    chunk, self._pending = self._pending, b""
+                for chunk in self._read_from(self.offset):
                     yield self._account(chunk)
-                for chunk in response.iter_content(CHUNK):
-                    if chunk:
-                        yield self._account(chunk)
                 break
             except BROKEN as exc:
-                response.close()
                 if self.resumes >= self.max_resumes:
                     raise RegistryError(self.image, self.registry, None,
-                                        f"blob {self.digest}: connection broke {self.resumes + 1} times: {exc}") from exc
+                                        f"blob {self.digest}: the connection to {self.served_by} broke "
+                                        f"{self.resumes + 1} times, last at byte {self.offset}: {exc}") from exc
                 self.resumes += 1
-                log.info("blob %s broke at byte %d; resuming (%d)", self.digest, self.offset, self.resumes)
-                response = self._open()
-        response.close()
+                log.info("blob %s from %s broke at byte %d; resuming (%d)",
+                         self.digest, self.served_by, self.offset, self.resumes)
         self._verify()
+
+    def read(self) -> bytes:
+        """The whole blob, verified (for configs and other small blobs)."""
+        return b"".join(self)
+
+    def _read_from(self, offset: int) -> Iterator[bytes]:
+        """The blob's bytes from `offset` on: a 206 answer as it is, a 200 after skipping what we have."""
+        response = self.open_at(offset)
+        try:
+            self.served_by = urlsplit(response.url).netloc.rsplit("@", 1)[-1] or self.registry
+            skip = 0
+            if offset and response.status_code == 206:
+                match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+                if not match or int(match.group(1)) != offset:
+                    raise RegistryError(self.image, self.registry, 206,
+                                        f"blob {self.digest}: asked for bytes from {offset}, got "
+                                        f"{response.headers.get('Content-Range', 'no Content-Range')}")
+            elif offset:
+                skip = offset  # the server ignored Range and starts again from byte 0
+            for chunk in _body(response):
+                if skip:
+                    dropped = min(skip, len(chunk))
+                    chunk, skip = chunk[dropped:], skip - dropped
+                if chunk:
+                    yield chunk
+            if skip:
+                raise RegistryError(self.image, self.registry, response.status_code,
+                                    f"blob {self.digest}: {offset - skip} bytes on a retry, {offset} before")
+        finally:
+            response.close()
+
+    def _what(self) -> str:
+        where = self.registry if self.served_by == self.registry else f"{self.registry} (served by {self.served_by})"
+        return f"blob of image {self.image} from registry {where}"
 
     def _account(self, chunk: bytes) -> bytes:
         self.offset += len(chunk)
         if self.size is not None and self.offset > self.size:
-            raise DigestMismatch(f"blob of {self.image}", f"{self.digest} ({self.size} bytes)",
-                                 f"more than {self.size} bytes")
+            raise DigestMismatch(self._what(), f"{self.digest} ({self.size} bytes)", f"more than {self.size} bytes")
         self.hasher.update(chunk)
         return chunk
 
     def _verify(self) -> None:
         if self.size is not None and self.offset != self.size:
-            raise DigestMismatch(f"blob of {self.image}", f"{self.digest} ({self.size} bytes)", f"{self.offset} bytes")
+            raise DigestMismatch(self._what(), f"{self.digest} ({self.size} bytes)", f"{self.offset} bytes")
         actual = self.hasher.hexdigest()
         if actual != self.expected_hex:
-            raise DigestMismatch(f"blob of {self.image}", self.digest, f"{self.hasher.name}:{actual}")
+            raise DigestMismatch(self._what(), self.digest, f"{self.hasher.name}:{actual}")
+
+
+def _body(response: requests.Response) -> Iterator[bytes]:
+    """The raw body as it arrives (no Content-Encoding decoding: the digest is of the stored blob).
+
+    urllib3 2's read1 returns what the socket has; its read(n) waits for n bytes and
+    loses them all if the connection breaks meanwhile, so a resume would start further back.
+    """
+    raw = response.raw
+    if not hasattr(raw, "read1"):  # urllib3 1.x
+        yield from raw.stream(64 * 1024, decode_content=False)
+        return
+    while True:
+        chunk = raw.read1(CHUNK, decode_content=False)
+        if not chunk:
+            return
+        yield chunk

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import logging
 import time
@@ -19,25 +20,31 @@ RETRY_EXCEPTIONS = (requests.ConnectionError, requests.Timeout)
 
 def retry_after(response: requests.Response) -> Optional[float]:
     """Seconds a Retry-After header asks us to wait (delta-seconds or an HTTP date), if any."""
-    value = response.headers.get("Retry-After")
+    value = (response.headers.get("Retry-After") or "").strip()
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
         pass
-    when = email.utils.parsedate_to_datetime(value) if value else None
-    if when is None:
-        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # unreadable: fall back to our own backoff
+    if when.tzinfo is None:  # "-0000" parses naive; HTTP dates are always UTC
+        when = when.replace(tzinfo=dt.timezone.utc)
     return max(0.0, when.timestamp() - time.time())
 
 
 def with_retries(send: Callable[[], requests.Response], options: RegistryOptions, what: str,
-                 sleep: Callable[[float], None] = time.sleep) -> requests.Response:
+                 sleep: Callable[[float], None] = time.sleep, retry_connection_errors: bool = True
+                 ) -> requests.Response:
     """Call `send` until it answers with a non-retryable status or attempts run out.
 
     Returns the last response (the caller turns a failure into an error);
-    re-raises the last connection error when every attempt failed to connect.
+    re-raises the last connection error when every attempt failed to connect,
+    or the first one without `retry_connection_errors` (mirrors: the next
+    endpoint is a better bet than waiting).
     """
     delay = options.backoff
     for attempt in range(1, options.max_attempts + 1):
@@ -45,9 +52,9 @@ def with_retries(send: Callable[[], requests.Response], options: RegistryOptions
         try:
             response = send()
         except RETRY_EXCEPTIONS as exc:
-            if last:
+            if last or not retry_connection_errors:
                 raise
-            log.info("%s: %s; retrying in %.1f s", what, type(exc).__name__, delay)
+            log.info("%s: %s; retrying in %.2f s", what, type(exc).__name__, delay)
             sleep(delay)
             delay *= 2
             continue
@@ -57,7 +64,7 @@ def with_retries(send: Callable[[], requests.Response], options: RegistryOptions
         if wait is not None and wait > options.max_retry_after:
             return response  # the registry asks for longer than we are willing to wait
         wait = delay if wait is None else wait
-        log.info("%s: HTTP %d; retrying in %.1f s", what, response.status_code, wait)
+        log.info("%s: HTTP %d; retrying in %.2f s", what, response.status_code, wait)
         response.close()
         sleep(wait)
         delay *= 2

@@ -6,7 +6,8 @@ import ipaddress
 from typing import Iterable
 
 
-def _hostname(host: str) -> str:
+def hostname(host: str) -> str:
+    """The host name or IP of a `host[:port]` ("[::1]:5000" → "::1")."""
     if host.startswith("["):
         return host[1:host.index("]")]
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
@@ -14,8 +15,8 @@ def _hostname(host: str) -> str:
 
 def is_loopback(host: str) -> bool:
     """True for localhost and loopback addresses, with or without a port."""
-    name = _hostname(host)
-    if name == "localhost":
+    name = hostname(host).lower()
+    if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
         return ipaddress.ip_address(name).is_loopback
@@ -23,8 +24,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _in_network(name: str, entry: str) -> bool:
+    """Whether an IP host falls in an insecure-registries CIDR entry, as Docker allows ("10.0.0.0/8")."""
+    if "/" not in entry:
+        return False
+    try:
+        return ipaddress.ip_address(name) in ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False
+
+
 def scheme_for(host: str, insecure: Iterable[str]) -> str:
-    """"http" for loopback and operator-listed insecure registries, else "https"."""
-    if is_loopback(host) or host in insecure or _hostname(host) in insecure:
+    """"http" for loopback and operator-listed insecure registries (host, host:port or CIDR), else "https"."""
+    name = hostname(host)
+    if is_loopback(host) or any(entry in (host, name) or _in_network(name, entry) for entry in insecure):
         return "http"
     return "https"

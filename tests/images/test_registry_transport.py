@@ -1,0 +1,342 @@
+"""How the registry client reaches registries: http or https, CA bundles, HTTP(S) proxies, and mirrors.
+
+Nothing here leaves the machine: "remote" registries are names that a recording
+forward proxy on loopback maps to a loopback registry, and Docker Hub is only ever
+configured behind mirrors that answer (a CONNECT to the proxy would show otherwise).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import ipaddress
+import ssl
+import threading
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Dict, List, Mapping, Tuple
+from urllib.parse import urlsplit
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from wes_arvados.images.errors import RegistryError
+from wes_arvados.images.manifest import Manifest
+from wes_arvados.images.reference import parse_normalized_named
+from wes_arvados.images.registry import RegistryOptions, Repository
+from wes_arvados.images.registry.credentials import AuthConfig, Credentials
+from wes_arvados.images.registry.mirror import endpoints, mirror_endpoint
+from wes_arvados.images.registry.scheme import is_loopback, scheme_for
+from wes_arvados.images.registry.session import make_session
+
+from ..wes import free_port
+from .builder import Image, ImageFactory, push
+from .registry import FaultProxy, Registry, Status
+from .test_registry_blobs import StaticRegistry
+
+FAST = RegistryOptions(backoff=0.01, max_attempts=3)
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+def pull(repository: Repository) -> Dict[str, bytes]:
+    """The manifest and every blob of a single-platform image, through the client."""
+    manifest = repository.get_manifest_verified(repository.reference.identifier)
+    assert isinstance(manifest, Manifest)
+    blobs = {d.digest: repository.blob(d.digest, d.size).read() for d in (manifest.config, *manifest.layers)}
+    return {manifest.digest: manifest.raw, **blobs}
+
+
+def contents(image: Image) -> Dict[str, bytes]:
+    """What `pull` returns for `image`."""
+    return {image.digest: image.manifest, **dict(image.blobs())}
+
+
+@pytest.fixture
+def small(image_factory: ImageFactory) -> Image:
+    """Six tiny blobs."""
+    return image_factory.many_layers(5)
+
+
+# ------------------------------------------------------------------------------------ scheme
+
+
+@pytest.mark.parametrize("host,insecure,scheme", [
+    ("127.0.0.1:5000", [], "http"),
+    ("127.0.0.2", [], "http"),
+    ("localhost", [], "http"),
+    ("localhost:5000", [], "http"),
+    ("[::1]:5000", [], "http"),
+    ("::1", [], "http"),
+    ("registry.example", [], "https"),
+    ("registry.example:5000", [], "https"),
+    ("localhost.example.com:5000", [], "https"),
+    ("registry-1.docker.io", [], "https"),
+    ("registry.example:5000", ["registry.example:5000"], "http"),
+    ("registry.example:5000", ["registry.example"], "http"),
+    ("registry.example:5000", ["registry.example:6000"], "https"),
+    ("10.1.2.3:5000", ["10.0.0.0/8"], "http"),
+    ("[fd00::1]:5000", ["fd00::/8"], "http"),
+    ("192.168.1.1", ["10.0.0.0/8"], "https"),
+])
+def test_loopback_and_insecure_registries_use_http_others_https(host: str, insecure: List[str],
+                                                                scheme: str) -> None:
+    assert scheme_for(host, insecure) == scheme
+
+
+def test_a_reference_to_an_ipv6_loopback_registry_is_reached_over_http() -> None:
+    repository = Repository(parse_normalized_named("[::1]:5000/test/x:v1"))
+    assert [e.base_url for e in repository.endpoints] == ["http://[::1]:5000"]
+    assert is_loopback("[::1]:5000") and not is_loopback("[fd00::1]:5000")
+
+
+# ----------------------------------------------------------------------------------- session
+
+
+@pytest.fixture
+def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """An environment without proxy variables (tests then set what they need)."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+def test_the_session_takes_proxies_from_the_environment_but_not_for_loopback(
+        no_proxy_environment: pytest.MonkeyPatch) -> None:
+    env = no_proxy_environment
+    env.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    env.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    session = make_session(RegistryOptions())
+    assert session.trust_env
+
+    def proxies(url: str) -> Mapping[str, str]:
+        return session.merge_environment_settings(url, {}, None, None, None)["proxies"]
+
+    assert proxies("https://registry.example/v2/")["https"] == "http://proxy.example:3128"
+    for url in ("http://127.0.0.1:5000/v2/", "http://localhost:5000/v2/", "http://[::1]:5000/v2/"):
+        assert proxies(url) == {}
+    env.setenv("NO_PROXY", "registry.example")
+    assert "https" not in proxies("https://registry.example/v2/")
+
+
+def test_the_ca_bundle_option_wins_over_requests_ca_bundle(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "other.pem"))
+    session = make_session(RegistryOptions(ca_bundle=str(tmp_path / "ca.pem"), user_agent="wes-test/1"))
+    assert session.verify == str(tmp_path / "ca.pem") and session.headers["User-Agent"] == "wes-test/1"
+    settings = session.merge_environment_settings("https://registry.example/v2/", {}, None, None, None)
+    assert settings["verify"] == str(tmp_path / "ca.pem")
+
+
+def _certificate(tmp_path: Path) -> Tuple[Path, Path, Path]:
+    """A CA, and a certificate it signed for 127.0.0.1: (ca.pem, server.pem, server.key)."""
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def build(subject: str, issuer: x509.Name, public_key, signing_key, ca: bool) -> x509.Certificate:
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(issuer).public_key(public_key).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        return builder.sign(signing_key, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wes-arvados test CA")])
+    ca = build("wes-arvados test CA", ca_name, ca_key.public_key(), ca_key, True)
+    server = build("127.0.0.1", ca_name, server_key.public_key(), ca_key, False)
+    paths = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    return paths
+
+
+def test_an_https_mirror_is_trusted_through_the_ca_bundle(tmp_path: Path, small: Image,
+                                                          no_proxy_environment: pytest.MonkeyPatch) -> None:
+    ca, cert, key = _certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    upstream = f"127.0.0.1:{free_port()}"  # nothing listens there
+    with StaticRegistry.of("test/tls", small) as static:
+        static._httpd.socket = context.wrap_socket(static._httpd.socket, server_side=True)
+        options = replace(FAST, mirrors={upstream: [f"https://{static.host}"]})
+        reference = parse_normalized_named(f"{upstream}/test/tls:v1")
+        assert pull(Repository(reference, replace(options, ca_bundle=str(ca)))) == contents(small)
+        with pytest.raises(RegistryError) as caught:
+            Repository(reference, options).get_manifest("v1")  # the system CAs do not know ours
+    assert upstream in str(caught.value)
+
+
+# ------------------------------------------------------------------------------------ proxies
+
+
+class ForwardProxy:
+    """An HTTP forward proxy on loopback that records what it is asked and serves `routes`.
+
+    `routes` maps a host[:port] clients ask for to the base URL of a loopback server that
+    answers for it; CONNECT (https through the proxy) is recorded and refused.
+    """
+
+    def __init__(self, routes: Mapping[str, str]) -> None:
+        self.routes = dict(routes)
+        self.requests: List[Tuple[str, str]] = []
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _proxy_handler(self))
+        self._httpd.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        """The proxy URL to put in HTTP_PROXY."""
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def __enter__(self) -> "ForwardProxy":
+        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def _proxy_handler(proxy: ForwardProxy) -> type:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def _refuse(self, status: int) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_CONNECT(self) -> None:
+            proxy.requests.append(("CONNECT", self.path))
+            self.close_connection = True
+            self._refuse(403)
+
+        def _forward(self) -> None:
+            proxy.requests.append((self.command, self.path))
+            url = urlsplit(self.path)
+            target = proxy.routes.get(url.netloc)
+            if target is None:
+                return self._refuse(502)
+            upstream = urlsplit(target)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "proxy-connection")}
+            conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
+            conn.request(self.command, url.path + (f"?{url.query}" if url.query else ""), headers=headers)
+            response = conn.getresponse()
+            body = response.read()
+            self.send_response(response.status)
+            for name, value in response.getheaders():
+                if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            conn.close()
+
+        do_GET = do_HEAD = _forward
+
+    return Handler
+
+
+def _use_proxy(env: pytest.MonkeyPatch, url: str) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY"):
+        env.setenv(name, url)
+        env.setenv(name.lower(), url)
+
+
+def test_a_remote_registry_is_reached_through_http_proxy(registry: Registry, repo: str, small: Image,
+                                                         no_proxy_environment: pytest.MonkeyPatch) -> None:
+    push(registry, repo, "v1", small)  # before HTTP_PROXY is set: the test helpers do not bypass loopback
+    remote = "registry.example:5000"
+    with ForwardProxy({remote: registry.url}) as proxy:
+        _use_proxy(no_proxy_environment, proxy.url)
+        options = replace(FAST, insecure_registries=[remote])
+        assert pull(Repository(parse_normalized_named(f"{remote}/{repo}:v1"), options)) == contents(small)
+        # Loopback registries are reached directly even so.
+        assert pull(Repository(parse_normalized_named(f"{registry.host}/{repo}:v1"), options)) == contents(small)
+    assert len(proxy.requests) == 1 + len(small.blobs())
+    assert all(target.startswith(f"http://{remote}/v2/{repo}/") for _, target in proxy.requests)
+
+
+# ------------------------------------------------------------------------------------ mirrors
+
+
+def test_mirror_keys_and_urls_are_read_as_docker_writes_them() -> None:
+    options = RegistryOptions(mirrors={"index.docker.io": ["127.0.0.1:5000", "https://user:pw@mirror.example/v2/"]})
+    found = endpoints("docker.io", "registry-1.docker.io", options)
+    assert [(e.base_url, e.host, e.is_mirror) for e in found] == [
+        ("http://127.0.0.1:5000", "127.0.0.1:5000", True),
+        ("https://user:pw@mirror.example", "mirror.example", True),
+        ("https://registry-1.docker.io", "registry-1.docker.io", False)]
+    assert mirror_endpoint("mirror.example:5000", ["mirror.example:5000"]).base_url == "http://mirror.example:5000"
+    assert endpoints("quay.io", "quay.io", options) == [found[-1].__class__("https://quay.io", "quay.io", False)]
+
+
+def _library_name(repo: str) -> str:
+    return "library/" + repo.split("/", 1)[1]
+
+
+def test_docker_hub_images_come_from_the_first_mirror_that_answers(registry: Registry, repo: str, small: Image,
+                                                                   no_proxy_environment: pytest.MonkeyPatch) -> None:
+    name = _library_name(repo)
+    push(registry, name, "1", small)
+    dead = f"http://127.0.0.1:{free_port()}"
+    options = replace(FAST, mirrors={"docker.io": [dead, registry.url]})
+    repository = Repository(parse_normalized_named(f"{name.split('/', 1)[1]}:1"), options)
+    assert repository.reference.registry == "docker.io" and repository.endpoints[-1].host == "registry-1.docker.io"
+    with ForwardProxy({}) as hub_guard:  # Docker Hub made unreachable: any CONNECT is recorded and refused
+        _use_proxy(no_proxy_environment, hub_guard.url)
+        assert pull(repository) == contents(small)
+    assert hub_guard.requests == []
+
+
+def test_a_mirror_is_authenticated_with_its_own_credentials(basic_registry: Registry, repo: str, small: Image,
+                                                            no_proxy_environment: pytest.MonkeyPatch) -> None:
+    name = _library_name(repo)
+    push(basic_registry, name, "1", small)
+    credentials = Credentials({basic_registry.host: AuthConfig("reader", "bookworm")})
+    options = replace(FAST, mirrors={"docker.io": [basic_registry.url]}, credentials=credentials)
+    with ForwardProxy({}) as hub_guard:
+        _use_proxy(no_proxy_environment, hub_guard.url)
+        assert pull(Repository(parse_normalized_named(f"docker.io/{name}:1"), options)) == contents(small)
+    assert hub_guard.requests == []
+
+
+def test_failing_mirrors_fall_through_to_the_registry(registry: Registry, repo: str, small: Image,
+                                                      no_proxy_environment: pytest.MonkeyPatch) -> None:
+    push(registry, repo, "v1", small)
+    with FaultProxy(registry) as unavailable, FaultProxy(registry) as missing, FaultProxy(registry) as broken:
+        unavailable.add_rule("", Status(503), times=None)
+        missing.add_rule("", Status(404), times=None)
+        broken.add_rule("", Status(500), times=None)
+        dead = f"http://127.0.0.1:{free_port()}"
+        mirrors = [dead, unavailable.url, missing.url, broken.url]
+        options = replace(FAST, mirrors={registry.host: mirrors})
+        assert pull(Repository(parse_normalized_named(f"{registry.host}/{repo}:v1"), options)) == contents(small)
+    # A mirror failing with 5xx is retried, then left alone for the rest of the pull; a 404 is per request.
+    assert unavailable.count() == broken.count() == FAST.max_attempts
+    assert missing.count() == 1 + len(small.blobs())
+    assert [r.target for r in unavailable.requests] == [f"/v2/{repo}/manifests/v1"] * FAST.max_attempts
+
+
+def test_when_every_endpoint_fails_the_error_is_the_registrys(registry: Registry, repo: str,
+                                                              no_proxy_environment: pytest.MonkeyPatch) -> None:
+    with FaultProxy(registry) as missing:
+        missing.add_rule("", Status(404), times=None)
+        options = replace(FAST, mirrors={registry.host: [missing.url]})
+        with pytest.raises(RegistryError) as caught:
+            Repository(parse_normalized_named(f"{registry.host}/{repo}:v1"), options).get_manifest("v1")
+    assert caught.value.status == 404 and caught.value.registry == registry.host
+    assert "MANIFEST_UNKNOWN" in str(caught.value) or "NAME_UNKNOWN" in str(caught.value)
+
