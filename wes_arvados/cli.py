@@ -8,6 +8,7 @@ from typing import List, Optional
 
 from .config import BACKENDS, load_config
 from .errors import ConfigError
+from .pull_command import add_pull_parser, run_pull
 
 
 def _serve_parser(sub) -> None:
@@ -30,7 +31,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="wes-arvados", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    add_pull_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "pull":
+        return run_pull(args)
     try:
         if args.command == "serve":
             from .server import serve

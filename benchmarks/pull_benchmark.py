@@ -1,0 +1,204 @@
+"""How fast `wes-arvados pull` is next to `skopeo copy docker://… docker-archive:…`, on one big image.
+
+Builds (once, kept in --workdir) an image of realistic content in a loopback
+registry, then alternates skopeo and wes-arvados runs with cold caches and prints
+a table of medians: wall time, CPU time and peak RSS of the child process, and the
+ratio to skopeo. Also times a re-pull of the unchanged image, `--layers=compressed`,
+and the gzip inflaters this machine has. It prints; it asserts nothing.
+
+    .venv/bin/python benchmarks/pull_benchmark.py [--runs 3] [--size-mb 680] [--layers 8]
+
+See benchmarks/README.rst.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.images.builder import RegistryClient, big_image, push  # noqa: E402
+from tests.images.registry import Registry  # noqa: E402
+
+REPO, TAG = "bench/big", "1"
+
+
+@dataclass
+class Sample:
+    """One run of a child process."""
+
+    wall: float
+    cpu: float
+    rss_mb: float
+
+
+@dataclass
+class Case:
+    """The runs of one command line."""
+
+    name: str
+    samples: List[Sample] = field(default_factory=list)
+
+    def median(self, what: Callable[[Sample], float]) -> float:
+        """The median of one measure over the runs."""
+        return statistics.median(what(s) for s in self.samples)
+
+
+def run_child(argv: List[str], env: Optional[Dict[str, str]] = None) -> Sample:
+    """Run `argv` and measure it alone: wall time, and CPU time of its rusage from wait4.
+
+    Peak RSS comes from GNU time's %M when /usr/bin/time exists: a child's own
+    ru_maxrss also counts the memory of the parent it was forked from.
+    """
+    rss_file = Path(f"/tmp/wes-arvados-bench-rss-{os.getpid()}")
+    launcher = ["/usr/bin/time", "-f", "%M", "-o", str(rss_file)] if Path("/usr/bin/time").exists() else []
+    started = time.monotonic()
+    proc = subprocess.Popen(launcher + argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}:\n{stderr}")
+    rss_kb = float(rss_file.read_text().split()[-1]) if launcher else usage.ru_maxrss
+    rss_file.unlink(missing_ok=True)
+    return Sample(wall, usage.ru_utime + usage.ru_stime, rss_kb / 1024)
+
+
+def settle() -> None:
+    """Let earlier runs' dirty pages reach the disk, so a run does not pay for its predecessor."""
+    subprocess.run(["sync"], check=False)
+    time.sleep(0.5)
+
+
+def ensure_image(registry: Registry, size_mb: int, layers: int) -> None:
+    """Build and push the benchmark image unless the registry already has it."""
+    if RegistryClient(registry.url).get_manifest(REPO, TAG).status_code == 200:
+        return
+    print(f"building a {size_mb} MB image of {layers} layers (once; kept in the work directory)…", flush=True)
+    started = time.monotonic()
+    # In a child process, so that this one stays small for the children it forks.
+    subprocess.run([sys.executable, __file__, "--push-to", registry.url, "--size-mb", str(size_mb),
+                    "--layers", str(layers)], check=True)
+    print(f"built and pushed in {time.monotonic() - started:.0f} s", flush=True)
+
+
+def build_and_push(url: str, size_mb: int, layers: int) -> None:
+    """Build the benchmark image (in memory, deterministic) and push it to the registry at `url`."""
+    push(url, REPO, TAG, big_image(size_mb << 20, layers=layers, seed=7))
+
+
+def describe_image(registry: Registry) -> str:
+    """Layer count and compressed size of the benchmark image."""
+    manifest = RegistryClient(registry.url).get_manifest(REPO, TAG).json()
+    compressed = sum(layer["size"] for layer in manifest["layers"])
+    return f"{len(manifest['layers'])} layers, {compressed / 1e6:.1f} MB compressed"
+
+
+def inflater_speeds(registry: Registry) -> Dict[str, float]:
+    """MB/s of uncompressed output inflating the first layer, 1 MiB in and at most 1 MiB out per call."""
+    manifest = RegistryClient(registry.url).get_manifest(REPO, TAG).json()
+    blob = RegistryClient(registry.url).get_blob(REPO, manifest["layers"][0]["digest"])
+    modules: Dict[str, object] = {"zlib (stdlib)": zlib}
+    try:
+        from isal import isal_zlib
+        modules["isal"] = isal_zlib
+    except ImportError:
+        pass
+    try:
+        from zlib_ng import zlib_ng
+        modules["zlib-ng"] = zlib_ng
+    except ImportError:
+        pass
+    speeds = {}
+    view = memoryview(blob)
+    for name, module in modules.items():
+        best = float("inf")
+        for _ in range(3):
+            started, produced = time.perf_counter(), 0
+            d = module.decompressobj(31)  # type: ignore[attr-defined]
+            for i in range(0, len(blob), 1 << 20):
+                data = view[i:i + (1 << 20)]
+                while data:
+                    produced += len(d.decompress(data, 1 << 20))
+                    data = d.unconsumed_tail
+            best = min(best, time.perf_counter() - started)
+        speeds[name] = produced / best / 1e6
+    return speeds
+
+
+def main() -> None:
+    """Run the benchmark and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs of each cold case (default 3)")
+    parser.add_argument("--size-mb", type=int, default=680, help="uncompressed image size (default 680: ~434 MB gzip)")
+    parser.add_argument("--layers", type=int, default=8, help="layers of the image (default 8)")
+    parser.add_argument("--jobs", type=int, default=None, help="--jobs for wes-arvados (default: its own)")
+    parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                        / "wes-arvados-benchmark", help="keeps the registry storage between runs of the benchmark")
+    parser.add_argument("--push-to", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.push_to:
+        return build_and_push(args.push_to, args.size_mb, args.layers)
+    if shutil.which("skopeo") is None:
+        sys.exit("skopeo is missing (apt-get install skopeo)")
+    work = args.workdir
+    scratch = work / "scratch"
+    with Registry(work / "registry") as registry:
+        ensure_image(registry, args.size_mb, args.layers)
+        ref = f"{registry.host}/{REPO}:{TAG}"
+        ours = [sys.executable, "-m", "wes_arvados", "pull", ref] + (["--jobs", str(args.jobs)] if args.jobs else [])
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        out, cache = scratch / "out.tar", scratch / "cache"
+
+        def fresh() -> None:
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.mkdir(parents=True)
+            settle()
+
+        skopeo = Case("skopeo copy docker:// docker-archive:")
+        cold = Case("wes-arvados pull (uncompressed, cold cache)")
+        compressed = Case("wes-arvados pull --layers=compressed (cold)")
+        warm = Case("wes-arvados pull, re-pull of the unchanged image")
+        for run in range(args.runs):
+            print(f"run {run + 1}/{args.runs}…", flush=True)
+            fresh()
+            skopeo.samples.append(run_child(["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}",
+                                             f"docker-archive:{out}"]))
+            fresh()
+            cold.samples.append(run_child(ours + ["-o", str(out), "--cache-dir", str(cache)], env))
+            settle()
+            warm.samples.append(run_child(ours + ["-o", str(out), "--cache-dir", str(cache)], env))
+            fresh()
+            compressed.samples.append(run_child(ours + ["-o", str(out), "--cache-dir", str(cache),
+                                                        "--layers", "compressed"], env))
+        shutil.rmtree(scratch, ignore_errors=True)
+        from wes_arvados.images.layers import INFLATER
+
+        print()
+        print(f"image: {describe_image(registry)}; {os.cpu_count()} CPUs; {args.runs} runs each; "
+              f"medians; CPU = user + system of the child; inflater in use: {INFLATER}")
+        base_wall, base_cpu = skopeo.median(lambda s: s.wall), skopeo.median(lambda s: s.cpu)
+        print(f"{'case':50} {'wall s':>7} {'CPU s':>7} {'RSS MB':>7} {'wall ×':>7} {'CPU ×':>7}")
+        for case in (skopeo, cold, compressed, warm):
+            wall, cpu = case.median(lambda s: s.wall), case.median(lambda s: s.cpu)
+            rss = max(s.rss_mb for s in case.samples)
+            print(f"{case.name:50} {wall:7.2f} {cpu:7.2f} {rss:7.0f} {wall / base_wall:7.2f} {cpu / base_cpu:7.2f}")
+        print()
+        print("gzip inflaters on the first layer (MB/s of output):",
+              ", ".join(f"{name} {speed:.0f}" for name, speed in inflater_speeds(registry).items()))
+
+
+if __name__ == "__main__":
+    main()

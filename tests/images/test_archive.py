@@ -1,0 +1,285 @@
+"""The docker-save and OCI layout writers, on images built in memory (no registry)."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import pytest
+
+from wes_arvados.images import archive
+from wes_arvados.images.archive import (ArchiveImage, ArchiveLayer, LayerFile, LayerPart, LayerStream, Metadata,
+                                        StreamPart, iter_archive, iter_oci_archive, legacy_ids, tar_header,
+                                        write_archive, write_oci_directory, write_parts)
+
+from .builder import Image, ImageFactory, digest_of, layer
+
+
+def _archive_image(image: Image, tmp_path: Path, repo_tags: Sequence[str] = ("example.org/x/img:1",),
+                   compressed: bool = False) -> ArchiveImage:
+    """An ArchiveImage whose layer files are written under tmp_path on demand."""
+    layers: List[ArchiveLayer] = []
+    for lay in image.layers:
+        data = lay.blob if compressed else lay.tar
+        digest = lay.digest if compressed else lay.diff_id
+
+        def file(data: bytes = data, digest: str = digest) -> LayerFile:
+            path = tmp_path / digest.split(":")[1]
+            path.write_bytes(data)
+            return LayerFile(path, len(data), digest)
+
+        media_type = lay.media_type(image.oci) if compressed else "application/vnd.oci.image.layer.v1.tar"
+        layers.append(ArchiveLayer(digest, media_type, file))
+    diff_ids = json.loads(image.config)["rootfs"]["diff_ids"]
+    return ArchiveImage(image.config, layers, diff_ids, list(repo_tags), image.manifest, image.media_type,
+                        {"org.opencontainers.image.ref.name": "1"})
+
+
+def _members(path: Path) -> Dict[str, bytes]:
+    with tarfile.open(path) as tar:
+        return {m.name: (tar.extractfile(m).read() if m.isfile() else m.linkname.encode())  # type: ignore[union-attr]
+                for m in tar.getmembers() if not m.isdir()}
+
+
+def test_docker_archive_has_config_layers_legacy_entries_manifest_and_repositories(
+        tmp_path: Path, image_factory: ImageFactory) -> None:
+    image = image_factory.docker_schema2()
+    out = tmp_path / "out.tar"
+    size = write_archive(out, iter_archive(_archive_image(image, tmp_path)))
+    assert size == out.stat().st_size and size % 512 == 0
+    members = _members(out)
+    config_name = image.config_digest.split(":")[1] + ".json"
+    assert members[config_name] == image.config
+    layer_names = [lay.diff_id.split(":")[1] + ".tar" for lay in image.layers]
+    for name, lay in zip(layer_names, image.layers):
+        assert members[name] == lay.tar
+    manifest = json.loads(members["manifest.json"])
+    assert manifest == [{"Config": config_name, "RepoTags": ["example.org/x/img:1"], "Layers": layer_names}]
+    ids = legacy_ids([lay.diff_id for lay in image.layers])
+    assert json.loads(members["repositories"]) == {"example.org/x/img": {"1": ids[-1]}}
+    assert members[f"{ids[0]}/layer.tar"] == f"../{layer_names[0]}".encode()
+    assert json.loads(members[f"{ids[1]}/json"])["parent"] == ids[0]
+    assert json.loads(members[f"{ids[1]}/json"])["os"] == "linux"
+    assert members[f"{ids[0]}/VERSION"] == b"1.0"
+
+
+def test_members_are_owned_by_root_with_fixed_times_in_a_fixed_order(tmp_path: Path,
+                                                                     image_factory: ImageFactory) -> None:
+    image = image_factory.docker_schema2()
+    first, second = tmp_path / "a.tar", tmp_path / "b.tar"
+    write_archive(first, iter_archive(_archive_image(image, tmp_path)))
+    write_archive(second, iter_archive(_archive_image(image, tmp_path)))
+    assert first.read_bytes() == second.read_bytes()
+    with tarfile.open(first) as tar:
+        members = tar.getmembers()
+    assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members} == {(0, 0, "", "", 0)}
+    names = [m.name for m in members]
+    assert names[0] == image.config_digest.split(":")[1] + ".json"
+    assert names[-2:] == ["manifest.json", "repositories"]
+    assert first.read_bytes().endswith(bytes(1024))
+
+
+def test_legacy_ids_are_containers_image_chain_ids() -> None:
+    a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    chain = hashlib.sha256(f"{a} {b}".encode()).hexdigest()
+    assert legacy_ids([a, b]) == ["a" * 64, chain]
+
+
+def test_a_repeated_layer_is_stored_once_and_listed_twice(tmp_path: Path) -> None:
+    from .builder import build_image
+
+    marker = layer({"etc/x": b"x\n"})
+    image = build_image([marker, layer({"etc/y": b"y\n"}), marker])
+    out = tmp_path / "out.tar"
+    write_archive(out, iter_archive(_archive_image(image, tmp_path)))
+    with tarfile.open(out) as tar:
+        names = [m.name for m in tar.getmembers()]
+    name = marker.diff_id.split(":")[1] + ".tar"
+    assert names.count(name) == 1
+    manifest = json.loads(_members(out)["manifest.json"])
+    assert manifest[0]["Layers"].count(name) == 2
+
+
+def test_a_digest_only_image_has_no_repo_tags(tmp_path: Path, image_factory: ImageFactory) -> None:
+    out = tmp_path / "out.tar"
+    write_archive(out, iter_archive(_archive_image(image_factory.oci(), tmp_path, repo_tags=())))
+    members = _members(out)
+    assert json.loads(members["manifest.json"])[0]["RepoTags"] == []
+    assert json.loads(members["repositories"]) == {}
+
+
+def test_compressed_layers_keep_the_registry_bytes_and_extension(tmp_path: Path,
+                                                                 image_factory: ImageFactory) -> None:
+    image = image_factory.zstd()
+    out = tmp_path / "out.tar"
+    write_archive(out, iter_archive(_archive_image(image, tmp_path, compressed=True)))
+    members = _members(out)
+    for lay in image.layers:
+        assert members[lay.digest.split(":")[1] + ".tar.zst"] == lay.blob
+
+
+class _SparseFile(io.RawIOBase):
+    """A read-only file of `size` bytes that are all zero except `head` at the start."""
+
+    def __init__(self, head: bytes, size: int) -> None:
+        self.head, self.size, self.pos = head, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = {0: offset, 1: self.pos + offset, 2: self.size + offset}[whence]
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+        n = max(0, min(len(buffer), self.size - self.pos))
+        data = self.head[self.pos:self.pos + n] if self.pos < len(self.head) else b""
+        buffer[:n] = data + bytes(n - len(data))
+        self.pos += n
+        return n
+
+
+def test_members_over_8_gib_get_a_pax_size_record() -> None:
+    size = 9 << 30
+    header = tar_header("big.tar", size)
+    assert len(header) > 512 and b"size=%d" % size in header  # a PAX extended header first
+    # the whole archive, with the 9 GiB member's data read as zeros without storing them
+    trailer = tar_header("after", 3) + b"abc" + bytes(509) + bytes(1024)
+    total = len(header) + size + len(trailer)
+
+    class Archive(_SparseFile):
+        def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+            n = super().readinto(buffer)
+            tail_start = total - len(trailer)
+            start = self.pos - n
+            for i in range(max(start, tail_start), self.pos):
+                buffer[i - start] = trailer[i - tail_start]
+            return n
+
+    with tarfile.open(fileobj=io.BufferedReader(Archive(header, total)), mode="r:") as tar:
+        members = tar.getmembers()
+    assert [(m.name, m.size) for m in members] == [("big.tar", size), ("after", 3)]
+    assert tar_header("small", 1 << 20)[:512] == tar_header("small", 1 << 20)  # plain ustar below 8 GiB
+
+
+def test_parts_name_every_layer_with_its_size_before_its_bytes(tmp_path: Path,
+                                                                image_factory: ImageFactory) -> None:
+    image = image_factory.docker_schema2()
+    parts = list(iter_archive(_archive_image(image, tmp_path)))
+    layer_parts = [p for p in parts if isinstance(p, LayerPart)]
+    assert [p.digest for p in layer_parts] == [lay.diff_id for lay in image.layers]
+    assert [p.size for p in layer_parts] == [len(lay.tar) for lay in image.layers]
+    assert all(isinstance(p, Metadata) for p in parts if not isinstance(p, LayerPart))
+    # a consumer that reads layer chunks itself gets the same bytes as write_archive
+    streamed = b"".join(p.data if isinstance(p, Metadata) else b"".join(p.chunks(4096)) for p in parts)
+    out = tmp_path / "out.tar"
+    write_archive(out, iter(parts))
+    assert out.read_bytes() == streamed
+
+
+def test_layers_are_asked_for_lazily_in_archive_order(tmp_path: Path, image_factory: ImageFactory) -> None:
+    image = image_factory.many_layers(5)
+    asked: List[str] = []
+    built = _archive_image(image, tmp_path)
+    built.layers = [ArchiveLayer(lay.digest, lay.media_type,
+                                 lambda lay=lay: (asked.append(lay.digest), lay.data())[1]) for lay in built.layers]
+    parts = iter_archive(built)
+    next(parts)
+    assert asked == []
+    list(parts)
+    assert asked == [lay.diff_id for lay in image.layers]
+
+
+def test_copy_falls_back_to_read_and_write_across_filesystems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              image_factory: ImageFactory) -> None:
+    image = image_factory.docker_schema2()
+    expected = tmp_path / "expected.tar"
+    write_archive(expected, iter_archive(_archive_image(image, tmp_path)))
+
+    def exdev(*args: object, **kw: object) -> int:
+        raise OSError(errno.EXDEV, "cross-device")
+    monkeypatch.setattr(os, "copy_file_range", exdev)
+    fallback = tmp_path / "fallback.tar"
+    write_archive(fallback, iter_archive(_archive_image(image, tmp_path)))
+    assert fallback.read_bytes() == expected.read_bytes()
+
+
+def test_a_layer_file_shorter_than_announced_is_an_error(tmp_path: Path) -> None:
+    short = tmp_path / "short"
+    short.write_bytes(b"x" * 100)
+    with pytest.raises(OSError):
+        fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
+        try:
+            write_parts(fd, [LayerPart("l", digest_of(b""), 200, short)])
+        finally:
+            os.close(fd)
+
+
+def test_oci_layout_directory_and_tar_hold_the_same_files(tmp_path: Path, image_factory: ImageFactory) -> None:
+    image = image_factory.oci()
+    directory = tmp_path / "layout"
+    write_oci_directory(directory, _archive_image(image, tmp_path, compressed=True))
+    tarball = tmp_path / "layout.tar"
+    write_archive(tarball, iter_oci_archive(_archive_image(image, tmp_path, compressed=True)))
+    files = {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+    assert _members(tarball) == files
+    assert json.loads(files["oci-layout"]) == {"imageLayoutVersion": "1.0.0"}
+    index = json.loads(files["index.json"])
+    assert index["manifests"][0]["digest"] == image.digest
+    assert index["manifests"][0]["annotations"] == {"org.opencontainers.image.ref.name": "1"}
+    for digest, data in image.blobs() + [(image.digest, image.manifest)]:
+        assert files["blobs/sha256/" + digest.split(":")[1]] == data
+
+
+def _streamed(built: ArchiveImage) -> ArchiveImage:
+    """The same image with every layer given as a stream of unknown size."""
+    def stream(lay: ArchiveLayer) -> LayerStream:
+        file = lay.data()
+        assert isinstance(file, LayerFile)
+        data = file.path.read_bytes()
+        return LayerStream(file.digest, (data[i:i + 1000] for i in range(0, len(data), 1000)))
+    built.layers = [ArchiveLayer(lay.digest, lay.media_type, lambda lay=lay: stream(lay)) for lay in built.layers]
+    return built
+
+
+def test_streamed_layers_give_the_same_bytes_as_sized_ones(tmp_path: Path, image_factory: ImageFactory) -> None:
+    image = image_factory.empty_layer()
+    sized, streamed = tmp_path / "sized.tar", tmp_path / "streamed.tar"
+    write_archive(sized, iter_archive(_archive_image(image, tmp_path)))
+    parts = list(iter_archive(_streamed(_archive_image(image, tmp_path))))
+    assert [p.name for p in parts if isinstance(p, StreamPart)] == [
+        lay.diff_id.split(":")[1] + ".tar" for lay in image.layers]
+    write_archive(streamed, iter(parts))
+    assert streamed.read_bytes() == sized.read_bytes()
+
+
+def test_a_streamed_member_whose_header_grows_has_its_data_moved_up(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 5000  # over one copy chunk, so the move goes chunk by chunk
+    name = "n" * 150 + ".tar"  # longer than ustar's 100 bytes: the header gets PAX records, as 8 GiB would
+    archive.COPY_CHUNK, saved = 4096, archive.COPY_CHUNK
+    try:
+        write_archive(tmp_path / "out.tar", [Metadata(tar_header("first", 1) + b"1" + bytes(511)),
+                                             StreamPart(name, "", iter([data[:7], data[7:]])),
+                                             Metadata(bytes(1024))])
+    finally:
+        archive.COPY_CHUNK = saved
+    assert _members(tmp_path / "out.tar") == {"first": b"1", name: data}
+    expected = io.BytesIO()
+    with tarfile.open(fileobj=expected, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for member, content in (("first", b"1"), (name, data)):
+            info = tarfile.TarInfo(member)
+            info.size, info.mode, info.mtime, info.uname, info.gname = len(content), 0o644, 0, "", ""
+            tar.addfile(info, io.BytesIO(content))
+    assert (tmp_path / "out.tar").read_bytes() == expected.getvalue()[:(tmp_path / "out.tar").stat().st_size]

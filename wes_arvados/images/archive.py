@@ -1,0 +1,406 @@
+"""Writing an image as a ``docker save`` archive or as an OCI image layout.
+
+An archive is produced as a sequence of parts (`iter_archive`, `iter_oci_archive`):
+`Metadata` parts are small bytes (tar headers, padding, JSON documents); a
+`LayerPart` is a blob of known size in a local file (a layer as the registry
+serves it); a `StreamPart` is a member whose size is learnt by reading it to the
+end (a layer being decompressed). `write_parts` copies file parts with
+``copy_file_range``, so their bytes never pass through Python, and writes a stream
+after a placeholder header that it fills in once the size is known. A Keep store
+consumes the same parts: it starts each layer on a block boundary and, since a
+collection's file segments may come from blocks in any order, stores a stream's
+data blocks first and its header block after. Layers are asked for lazily and in
+order, so a writer starts while later layers are still being fetched.
+
+The ``docker save`` layout is the one containers/image (skopeo, podman) writes and
+docker, arv-keepdocker and Singularity read: ``<config hex>.json``, one file per
+layer, legacy ``<id>/{VERSION,json,layer.tar}`` entries, ``manifest.json`` with one
+entry and ``repositories``. Members come in a fixed order with mtime 0, owner 0:0
+and no user or group names, so the same image always gives the same bytes; tar
+headers are PAX where a plain header cannot hold a value (members over 8 GiB).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Iterable, Iterator, List, Sequence, Union
+
+from .manifest import OCI_INDEX, digest_of
+
+BLOCK = 512
+REGTYPE, SYMTYPE, DIRTYPE = b"0", b"2", b"5"
+# Go's archive/tar ends an archive with two zero blocks (Python pads to 10 KiB; we do as Go).
+END_OF_ARCHIVE = bytes(2 * BLOCK)
+COPY_CHUNK = 1 << 20
+FILE_MODE = 0o644
+DIR_MODE = 0o755
+# Config attributes that the legacy top layer's json repeats, as docker save does.
+LEGACY_CONFIG_KEYS = ("architecture", "config", "container", "container_config", "created", "docker_version", "os")
+OCI_REF_NAME = "org.opencontainers.image.ref.name"
+CONTAINERD_IMAGE_NAME = "io.containerd.image.name"
+
+
+# ---- parts ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """Small bytes of an archive: a tar header, padding or a JSON document."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class LayerPart:
+    """`size` bytes of a layer (or other large blob), to be read from the local file `path`."""
+
+    name: str
+    digest: str
+    size: int
+    path: Path
+
+    def chunks(self, chunk_size: int = COPY_CHUNK) -> Iterator[bytes]:
+        """The bytes, in pieces of at most `chunk_size` (for writers that cannot copy files)."""
+        with open(self.path, "rb", buffering=0) as src:
+            left = self.size
+            while left:
+                data = src.read(min(chunk_size, left))
+                if not data:
+                    raise OSError(errno.EIO, f"{self.path} is shorter than {self.size} bytes")
+                left -= len(data)
+                yield data
+
+
+@dataclass(frozen=True)
+class StreamPart:
+    """A tar member whose size is known only once `chunks` is exhausted; the writer writes its header."""
+
+    name: str
+    digest: str
+    chunks: Iterable[bytes]
+
+
+Part = Union[Metadata, LayerPart, StreamPart]
+
+
+# ---- what to write ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerFile:
+    """A layer's bytes in a local file, with their digest and size."""
+
+    path: Path
+    size: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class LayerStream:
+    """A layer's bytes as they are produced, of a size known at their end.
+
+    `chunks` raises at its end if the bytes did not match `digest`.
+    """
+
+    digest: str
+    chunks: Iterable[bytes]
+
+
+@dataclass(frozen=True)
+class ArchiveLayer:
+    """A layer as stored in an archive: its digest there, media type, and how to get its bytes.
+
+    `data` may block until the layer is fetched; it is called once, when the
+    writer reaches the layer.
+    """
+
+    digest: str
+    media_type: str
+    data: Callable[[], Union[LayerFile, LayerStream]]
+
+
+@dataclass
+class ArchiveImage:
+    """One image to write: config bytes, layers base first, and the names to tag it with."""
+
+    config: bytes
+    layers: Sequence[ArchiveLayer]
+    diff_ids: Sequence[str]
+    repo_tags: Sequence[str] = ()
+    # For the OCI layout: the manifest bytes and their media type.
+    manifest: bytes = b""
+    manifest_media_type: str = ""
+    annotations: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _File:
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class _Link:
+    name: str
+    target: str
+
+
+@dataclass(frozen=True)
+class _Dir:
+    name: str
+
+
+@dataclass(frozen=True)
+class _Layer:
+    name: str
+    layer: ArchiveLayer
+
+
+_Entry = Union[_File, _Link, _Dir, _Layer]
+
+
+def _json(obj: object) -> bytes:
+    # Go's encoding/json: compact, map keys sorted.
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _hex(digest: str) -> str:
+    return digest.split(":", 1)[1]
+
+
+def layer_extension(media_type: str) -> str:
+    """The file extension of a layer blob: ``.tar``, ``.tar.gz`` or ``.tar.zst``."""
+    if media_type.endswith(("+zstd", ".zstd")):
+        return ".tar.zst"
+    if media_type.endswith(("+gzip", ".gzip")):
+        return ".tar.gz"
+    return ".tar"
+
+
+def legacy_ids(diff_ids: Sequence[str]) -> List[str]:
+    """Legacy layer IDs, as containers/image computes them: the hex of each layer's ChainID."""
+    ids, chain = [], ""
+    for diff_id in diff_ids:
+        chain = diff_id if not chain else digest_of(f"{chain} {diff_id}".encode())
+        ids.append(_hex(chain))
+    return ids
+
+
+def docker_entries(image: ArchiveImage) -> Iterator[_Entry]:
+    """The members of a ``docker save`` archive, in their fixed order."""
+    config_name = _hex(digest_of(image.config)) + ".json"
+    names = [_hex(layer.digest) + layer_extension(layer.media_type) for layer in image.layers]
+    yield _File(config_name, image.config)
+    written = set()
+    for name, layer in zip(names, image.layers):
+        if name not in written:  # an image may repeat a layer; the file is stored once
+            written.add(name)
+            yield _Layer(name, layer)
+    config = json.loads(image.config)
+    ids = legacy_ids(image.diff_ids)
+    for i, (layer_id, name) in enumerate(zip(ids, names)):
+        doc: Dict[str, object] = {"id": layer_id}
+        if i:
+            doc["parent"] = ids[i - 1]
+        if i == len(ids) - 1:
+            doc.update({key: config[key] for key in LEGACY_CONFIG_KEYS if key in config})
+        yield _Dir(layer_id)
+        yield _File(f"{layer_id}/VERSION", b"1.0")
+        yield _File(f"{layer_id}/json", _json(doc))
+        yield _Link(f"{layer_id}/layer.tar", f"../{name}")
+    manifest = [{"Config": config_name, "RepoTags": list(image.repo_tags), "Layers": names}]
+    yield _File("manifest.json", json.dumps(manifest, separators=(",", ":")).encode())
+    repositories: Dict[str, Dict[str, str]] = {}
+    for repo_tag in image.repo_tags if ids else ():
+        repo, _, tag = repo_tag.rpartition(":")
+        repositories.setdefault(repo, {})[tag] = ids[-1]
+    yield _File("repositories", _json(repositories))
+
+
+def oci_entries(image: ArchiveImage, directories: bool = True) -> Iterator[_Entry]:
+    """The files of an OCI image layout holding the image's manifest, config and layers as stored."""
+    manifest_digest = digest_of(image.manifest)
+    descriptor: Dict[str, object] = {"mediaType": image.manifest_media_type, "digest": manifest_digest,
+                                     "size": len(image.manifest)}
+    if image.annotations:
+        descriptor["annotations"] = dict(image.annotations)
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor]}
+    yield _File("oci-layout", _json({"imageLayoutVersion": "1.0.0"}))
+    yield _File("index.json", _json(index))
+    if directories:
+        yield _Dir("blobs")
+        yield _Dir("blobs/sha256")
+    blobs: Dict[str, Union[bytes, ArchiveLayer]] = {
+        manifest_digest: image.manifest, digest_of(image.config): image.config}
+    for layer in image.layers:
+        blobs.setdefault(layer.digest, layer)
+    for digest in sorted(blobs):
+        name = "blobs/" + digest.replace(":", "/", 1)
+        blob = blobs[digest]
+        yield _File(name, blob) if isinstance(blob, bytes) else _Layer(name, blob)
+
+
+# ---- tar --------------------------------------------------------------------------------------
+
+
+def tar_header(name: str, size: int = 0, kind: bytes = REGTYPE, linkname: str = "") -> bytes:
+    """A deterministic tar header: mtime 0, owner 0:0, PAX records only where ustar falls short."""
+    import tarfile  # here: a re-pull served from the cache writes no header
+
+    info = tarfile.TarInfo(name)
+    info.size, info.type, info.linkname = size, kind, linkname
+    info.mode = {DIRTYPE: DIR_MODE, SYMTYPE: 0o777}.get(kind, FILE_MODE)
+    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def padding(size: int) -> bytes:
+    """Zero bytes that fill a member of `size` bytes up to a whole tar block."""
+    return bytes(-size % BLOCK)
+
+
+def tar_parts(entries: Iterable[_Entry]) -> Iterator[Part]:
+    """The parts of a tar archive of `entries`."""
+    for entry in entries:
+        if isinstance(entry, _File):
+            yield Metadata(tar_header(entry.name, len(entry.data)) + entry.data + padding(len(entry.data)))
+        elif isinstance(entry, _Link):
+            yield Metadata(tar_header(entry.name, kind=SYMTYPE, linkname=entry.target))
+        elif isinstance(entry, _Dir):
+            yield Metadata(tar_header(entry.name.rstrip("/") + "/", kind=DIRTYPE))
+        else:
+            file = entry.layer.data()
+            if isinstance(file, LayerStream):
+                yield StreamPart(entry.name, file.digest, file.chunks)
+                continue
+            yield Metadata(tar_header(entry.name, file.size))
+            yield LayerPart(entry.name, file.digest, file.size, file.path)
+            if file.size % BLOCK:
+                yield Metadata(padding(file.size))
+    yield Metadata(END_OF_ARCHIVE)
+
+
+def iter_archive(image: ArchiveImage) -> Iterator[Part]:
+    """The parts of `image` as a ``docker save`` archive."""
+    return tar_parts(docker_entries(image))
+
+
+def iter_oci_archive(image: ArchiveImage) -> Iterator[Part]:
+    """The parts of `image` as a tar of an OCI image layout."""
+    return tar_parts(oci_entries(image))
+
+
+# ---- writing ----------------------------------------------------------------------------------
+
+
+def copy_file(src_path: Path, dst_fd: int, size: int) -> None:
+    """Append `size` bytes of `src_path` to `dst_fd` (at its offset), in the kernel when it can."""
+    with open(src_path, "rb", buffering=0) as src:
+        left = size
+        try:
+            while left:
+                copied = os.copy_file_range(src.fileno(), dst_fd, left)
+                if copied == 0:
+                    break
+                left -= copied
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
+                raise
+            while left:  # another filesystem, or a kernel without copy_file_range
+                data = src.read(min(COPY_CHUNK, left))
+                if not data:
+                    break
+                left -= _write_all(dst_fd, data)
+        if left:
+            raise OSError(errno.EIO, f"{src_path} is shorter than the {size} bytes expected")
+
+
+def _write_all(fd: int, data: bytes) -> int:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    return len(data)
+
+
+def write_parts(fd: int, parts: Iterable[Part]) -> int:
+    """Write `parts` to `fd` (a new, seekable file) in order; return the number of bytes written."""
+    total = 0
+    pending = bytearray()
+    for part in parts:
+        if isinstance(part, Metadata):
+            pending += part.data
+            continue
+        if pending:
+            total += _write_all(fd, pending)
+            pending.clear()
+        if isinstance(part, LayerPart):
+            copy_file(part.path, fd, part.size)
+            total += part.size
+        else:
+            total += _write_stream(fd, total, part)
+    if pending:
+        total += _write_all(fd, pending)
+    return total
+
+
+def _write_stream(fd: int, start: int, part: StreamPart) -> int:
+    """Write a member of unknown size at `start`: a placeholder header, the data, then the real header."""
+    _write_all(fd, bytes(BLOCK))
+    size = 0
+    for chunk in part.chunks:
+        size += _write_all(fd, chunk)
+    header = tar_header(part.name, size)
+    if len(header) > BLOCK:
+        # PAX records (members of 8 GiB and more): make room for them in front of the data.
+        _shift(fd, start + BLOCK, size, len(header) - BLOCK)
+        os.lseek(fd, 0, os.SEEK_END)
+    os.pwrite(fd, header, start)
+    return len(header) + size + _write_all(fd, padding(size))
+
+
+def _shift(fd: int, start: int, length: int, by: int) -> None:
+    """Move `length` bytes at `start` to `start + by`, last chunk first."""
+    end = start + length
+    while end > start:
+        begin = max(start, end - COPY_CHUNK)
+        data = os.pread(fd, end - begin, begin)
+        os.pwrite(fd, data, begin + by)
+        end = begin
+
+
+def write_archive(path: Union[str, Path], parts: Iterable[Part]) -> int:
+    """Write `parts` into a new file at `path`; return its size."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        return write_parts(fd, parts)
+    finally:
+        os.close(fd)
+
+
+def write_oci_directory(path: Union[str, Path], image: ArchiveImage) -> int:
+    """Write `image` as an OCI image layout in the new directory `path`; return the bytes written."""
+    root = Path(path)
+    root.mkdir()
+    total = 0
+    for entry in oci_entries(image, directories=False):
+        target = root / entry.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(entry, _File):
+            target.write_bytes(entry.data)
+            total += len(entry.data)
+        elif isinstance(entry, _Layer):
+            file = entry.layer.data()
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                if isinstance(file, LayerStream):
+                    total += sum(_write_all(fd, chunk) for chunk in file.chunks)
+                else:
+                    copy_file(file.path, fd, file.size)
+                    total += file.size
+            finally:
+                os.close(fd)
+    return total

@@ -1,0 +1,272 @@
+"""A local, content-addressed cache of blobs, safe for concurrent threads and processes.
+
+Layout under the root (``$XDG_CACHE_HOME/wes-arvados`` by default)::
+
+    blobs/sha256/<hex>   verified content, read-only: manifests, configs, layers as the
+                         registry serves them, and uncompressed layers (named by diff_id)
+    tmp/                 entries being written; renamed into blobs/ once verified
+    locks/sha256/<hex>   flock targets, one per digest being fetched
+    archives/<key>       finished archives, hard links to a pull's output (see `store_archive`)
+
+An entry appears only by an atomic rename after its bytes hashed to its name, so a
+reader never sees a partial or corrupt entry and needs no lock. Fetchers of one
+digest take its lock (an in-process lock, then ``fcntl.flock`` for other processes)
+and look again before fetching, so concurrent pulls download each blob once.
+Entries are not fsynced: a machine that loses power may leave a short entry behind,
+which the size checks of `get` and the digest checks of `read` turn into a miss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, Optional, Union
+
+from .errors import DigestMismatch
+from .reference import validate_digest
+
+CACHE_DIR_NAME = "wes-arvados"
+# Entries in tmp/ older than this were left by a process that died; they are removed.
+STALE_TEMP_SECONDS = 24 * 3600
+
+_LOCKS_GUARD = threading.Lock()
+_LOCKS: Dict[str, threading.Lock] = {}
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/wes-arvados``, else ``~/.cache/wes-arvados``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / CACHE_DIR_NAME
+
+
+class BlobWriter:
+    """A new entry being written: bytes go to a temp file, hashed on the way.
+
+    `commit` verifies size and digest and renames the file into place; `abort`
+    (or leaving a ``with`` block by an exception) removes it. With `check_digest=False`
+    the caller vouches for the digest (its source verified it already) and only
+    the size is checked, so no byte is hashed twice.
+    """
+
+    def __init__(self, cache: "BlobCache", digest: str, size: Optional[int] = None, what: str = "",
+                 check_digest: bool = True) -> None:
+        self.cache = cache
+        self.digest = validate_digest(digest)
+        self.expected_size = size
+        self.what = what or f"blob {digest}"
+        algorithm, _, self.expected_hex = digest.partition(":")
+        self.hasher = hashlib.new(algorithm) if check_digest else None
+        self.size = 0
+        self.temp = cache.root / "tmp" / f"{self.expected_hex}.{os.getpid()}.{secrets.token_hex(4)}"
+        self.fd: Optional[int] = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+
+    def write(self, data: Union[bytes, memoryview]) -> None:
+        """Append `data`."""
+        assert self.fd is not None, "write after commit or abort"
+        if self.hasher is not None:
+            self.hasher.update(data)
+        self.size += len(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def commit(self) -> Path:
+        """Check size and digest, then move the entry into place; return its path."""
+        assert self.fd is not None, "commit after commit or abort"
+        if self.expected_size is not None and self.size != self.expected_size:
+            self.abort()
+            raise DigestMismatch(self.what, f"{self.digest} ({self.expected_size} bytes)", f"{self.size} bytes")
+        actual = self.hasher.hexdigest() if self.hasher is not None else self.expected_hex
+        if actual != self.expected_hex:
+            self.abort()
+            raise DigestMismatch(self.what, self.digest, f"{self.hasher.name}:{actual}")  # type: ignore[union-attr]
+        os.fchmod(self.fd, 0o444)
+        os.close(self.fd)
+        self.fd = None
+        final = self.cache.path(self.digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.temp, final)
+        return final
+
+    def abort(self) -> None:
+        """Forget what was written (nothing once committed)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.temp)
+
+    def __enter__(self) -> "BlobWriter":
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif self.fd is not None:
+            self.commit()
+
+
+class BlobCache:
+    """Verified blobs on local disk, named by digest."""
+
+    def __init__(self, root: Union[str, Path]) -> None:
+        self.root = Path(root)
+        for sub in ("blobs", "tmp", "locks", "archives"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temps()
+
+    @classmethod
+    @contextlib.contextmanager
+    def temporary(cls, near: Union[str, Path, None] = None) -> Iterator["BlobCache"]:
+        """A cache in a new temp directory (beside `near` if given), removed afterwards."""
+        root = tempfile.mkdtemp(prefix=".wes-arvados-cache-", dir=str(near) if near else None)
+        try:
+            yield cls(root)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    def path(self, digest: str) -> Path:
+        """Where the entry for `digest` lives (whether or not it exists)."""
+        algorithm, _, hexdigest = validate_digest(digest).partition(":")
+        return self.root / "blobs" / algorithm / hexdigest
+
+    def get(self, digest: str, size: Optional[int] = None) -> Optional[Path]:
+        """The entry's path if it exists (and has `size` bytes, when given), else None."""
+        path = self.path(digest)
+        try:
+            actual = path.stat().st_size
+        except FileNotFoundError:
+            return None
+        if size is not None and actual != size:
+            self.discard(digest)
+            return None
+        return path
+
+    def read(self, digest: str) -> Optional[bytes]:
+        """A small entry's bytes, re-verified; None (and the entry dropped) if missing or corrupt."""
+        try:
+            data = self.path(digest).read_bytes()
+        except FileNotFoundError:
+            return None
+        algorithm, _, hexdigest = digest.partition(":")
+        if hashlib.new(algorithm, data).hexdigest() != hexdigest:
+            self.discard(digest)
+            return None
+        return data
+
+    def put(self, digest: str, data: bytes) -> Path:
+        """Store `data` under `digest` (raising `DigestMismatch` if it does not hash to it)."""
+        with self.writer(digest, len(data)) as writer:
+            writer.write(data)
+        return self.path(digest)
+
+    def discard(self, digest: str) -> None:
+        """Remove an entry, if it exists."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(digest))
+
+    def writer(self, digest: str, size: Optional[int] = None, what: str = "", check_digest: bool = True) -> BlobWriter:
+        """A `BlobWriter` for a new entry; `size`, if given, is checked at commit."""
+        return BlobWriter(self, digest, size, what, check_digest)
+
+    def stream_into(self, digest: str, size: Optional[int], chunks: Iterable[bytes], what: str = "",
+                    source_verifies: bool = False) -> Iterator[bytes]:
+        """Pass `chunks` through while storing them; the entry is committed when they run out.
+
+        If the consumer stops early or the source raises, nothing is stored.
+        `source_verifies` says that `chunks` raises at its end unless the bytes
+        matched `digest` (as a registry `BlobStream` does), so they are not hashed again.
+        """
+        writer = self.writer(digest, size, what, check_digest=not source_verifies)
+        try:
+            for chunk in chunks:
+                writer.write(chunk)
+                yield chunk
+            writer.commit()
+        finally:
+            writer.abort()
+
+    @contextlib.contextmanager
+    def lock(self, digest: str) -> Iterator[None]:
+        """Hold the fetch lock of `digest` against other threads and processes."""
+        algorithm, _, hexdigest = validate_digest(digest).partition(":")
+        path = self.root / "locks" / algorithm / hexdigest
+        with _LOCKS_GUARD:
+            thread_lock = _LOCKS.setdefault(str(path), threading.Lock())
+        with thread_lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing the descriptor releases the flock
+
+    # ---- whole archives ----------------------------------------------------------------------
+
+    def archive(self, key: str) -> Optional[Path]:
+        """The archive stored under `key`, if it is still exactly as it was stored.
+
+        An archive shares its inode with the output it was linked from, so it is
+        checked against the size and modification time recorded when it was
+        stored; one written to since is dropped.
+        """
+        path = self.root / "archives" / key
+        try:
+            recorded = json.loads((self.root / "archives" / f"{key}.json").read_text())
+            st = path.stat()
+        except (OSError, ValueError):
+            return None
+        if [st.st_size, st.st_mtime_ns] != [recorded.get("size"), recorded.get("mtime_ns")]:
+            self.discard_archive(key)
+            return None
+        return path
+
+    def store_archive(self, key: str, path: Path) -> bool:
+        """Keep a finished archive under `key` as a hard link to `path`, made read-only.
+
+        A link costs no copy and no space while the output exists, and makes the
+        next pull of the same image into the same format a link again. False when
+        the cache is on another filesystem than `path` (nothing is stored then).
+        """
+        temp = self.root / "tmp" / f"archive-{key}.{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            os.link(path, temp)
+        except OSError:
+            return False
+        try:
+            os.chmod(temp, 0o444)
+            st = temp.stat()
+            meta = self.root / "archives" / f"{key}.json"
+            meta_temp = temp.with_name(temp.name + ".json")
+            meta_temp.write_text(json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns}))
+            os.replace(meta_temp, meta)
+            os.replace(temp, self.root / "archives" / key)
+        finally:
+            for leftover in (temp, temp.with_name(temp.name + ".json")):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
+        return True
+
+    def discard_archive(self, key: str) -> None:
+        """Forget the archive stored under `key` (the outputs linked to it stay)."""
+        for name in (key, f"{key}.json"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.root / "archives" / name)
+
+    def _remove_stale_temps(self) -> None:
+        cutoff = time.time() - STALE_TEMP_SECONDS
+        with os.scandir(self.root / "tmp") as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)

@@ -1,0 +1,142 @@
+"""The `wes-arvados pull` sub-command: an image from a registry into a docker-save archive, no docker needed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from .images.errors import ImageError, InvalidReference
+from .images.progress import Progress, TerminalProgress, summary_line
+from .images.pull import COMPRESSED, DEFAULT_JOBS, DOCKER_ARCHIVE, FORMATS, LAYER_MODES, PullOptions, pull
+from .images.reference import parse_normalized_named
+from .images.registry import RegistryOptions
+from .images.registry.credentials import Credentials, default_docker_config
+
+# Exit statuses: 1 the pull failed, 2 the command line is wrong (as argparse), 130 interrupted.
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+DESCRIPTION = """\
+Pull IMAGE from its registry into a file that `docker load`, arv-keepdocker, podman,
+skopeo and Singularity read, without a docker daemon. Layers are fetched in parallel,
+verified against their digests, and kept in a local blob cache so that pulling an
+unchanged image again downloads nothing.
+"""
+
+
+def add_pull_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
+    """Add the `pull` sub-command and its options to the `wes-arvados` parser."""
+    p = sub.add_parser("pull", help="pull an image into a docker-save archive (no docker daemon needed)",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("image", metavar="IMAGE", help="image reference, e.g. busybox:1.36 or 127.0.0.1:5000/x/img@sha256:…")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="where to write (default: derived from the image name in the current directory, "
+                        "e.g. img_1.tar for IMAGE img:1; for --format oci a directory img_1, or a tar "
+                        "when FILE ends with .tar)")
+    p.add_argument("--platform", metavar="P",
+                   help="platform to choose from a multi-platform image, os/arch[/variant] (default linux/amd64)")
+    p.add_argument("--format", choices=FORMATS, default=DOCKER_ARCHIVE,
+                   help="docker-archive: the `docker save` layout (default); oci: an OCI image layout")
+    p.add_argument("--layers", choices=LAYER_MODES, default=None,
+                   help="uncompressed: layers as plain tars, as `docker save` writes them (default for "
+                        "docker-archive); compressed: layers exactly as the registry serves them (faster; "
+                        "always so for --format oci)")
+    p.add_argument("--registry-config", metavar="FILE", action="append", default=[],
+                   help="Docker config.json with registry credentials (repeatable; default "
+                        "$DOCKER_CONFIG/config.json or ~/.docker/config.json)")
+    p.add_argument("--insecure-registry", metavar="HOST", action="append", default=[],
+                   help="registry reached over plain http (repeatable; loopback always is)")
+    p.add_argument("--registry-mirror", metavar="REGISTRY=URL", action="append", default=[],
+                   help="mirror tried before REGISTRY, e.g. docker.io=https://mirror.example (repeatable)")
+    p.add_argument("--cache-dir", metavar="D",
+                   help="blob cache directory, which also keeps finished archives as hard links (default "
+                        "$XDG_CACHE_HOME/wes-arvados or ~/.cache/wes-arvados)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="use a temporary cache beside the output, removed afterwards")
+    p.add_argument("--jobs", type=_positive, default=DEFAULT_JOBS, metavar="N",
+                   help=f"layer blobs downloaded at once (default {DEFAULT_JOBS}); they are decompressed in order "
+                        "as the archive is written")
+    p.add_argument("--json", action="store_true",
+                   help="no progress bar; print one JSON object on stdout (the result, or {\"error\": …})")
+    return p
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _mirrors(values: List[str]) -> Dict[str, List[str]]:
+    mirrors: Dict[str, List[str]] = {}
+    for value in values:
+        registry, sep, url = value.partition("=")
+        if not sep or not registry or not url:
+            raise ImageError(f"--registry-mirror {value!r}: expected REGISTRY=URL")
+        mirrors.setdefault(registry, []).append(url)
+    return mirrors
+
+
+def registry_options(args: argparse.Namespace, mirrors: Optional[Dict[str, List[str]]] = None) -> RegistryOptions:
+    """Registry settings from the command line."""
+    configs = [Path(p) for p in args.registry_config]
+    if not configs:
+        default = default_docker_config()
+        configs = [default] if default else []
+    return RegistryOptions(insecure_registries=list(args.insecure_registry), mirrors=mirrors if mirrors is not None else _mirrors(args.registry_mirror),
+                           credentials=Credentials.from_files(configs))
+
+
+def _registry_of(image: str) -> str:
+    try:
+        return parse_normalized_named(image).registry
+    except ImageError:
+        return "?"
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    """Run `wes-arvados pull` with parsed arguments; return the exit status."""
+    progress: Progress = Progress()
+    if not args.json and sys.stderr.isatty():
+        progress = TerminalProgress(sys.stderr)
+    if args.format != DOCKER_ARCHIVE and args.layers not in (None, COMPRESSED):
+        _fail(args, "--format oci keeps layers as the registry serves them; drop --layers uncompressed")
+        return EXIT_USAGE
+    try:
+        mirrors = _mirrors(args.registry_mirror)
+    except ImageError as exc:
+        _fail(args, str(exc))
+        return EXIT_USAGE
+    try:
+        options = PullOptions(format=args.format, layers=args.layers or "uncompressed", platform=args.platform,
+                              jobs=args.jobs, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+                              use_cache=not args.no_cache, registry=registry_options(args, mirrors), progress=progress)
+        result = pull(args.image, args.output, options)
+    except KeyboardInterrupt:
+        _fail(args, "interrupted")
+        return EXIT_INTERRUPTED
+    except InvalidReference as exc:
+        _fail(args, str(exc))
+        return EXIT_USAGE
+    except (ImageError, OSError) as exc:
+        _fail(args, str(exc))
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(result.to_json(), sort_keys=True))
+    else:
+        print(summary_line(result.image_id, result.manifest_digest, result.size, result.seconds, result.output),
+              file=sys.stderr)
+    return 0
+
+
+def _fail(args: argparse.Namespace, cause: str) -> None:
+    cause = " ".join(cause.split())  # one line, whatever the registry said
+    message = f"wes-arvados pull: {args.image} (registry {_registry_of(args.image)}): {cause}"
+    print(message, file=sys.stderr)
+    if args.json:
+        print(json.dumps({"error": cause, "image": args.image, "registry": _registry_of(args.image)}, sort_keys=True))
