@@ -74,6 +74,7 @@ class WesServer:
             except requests.RequestException:  # not listening yet, or a worker still booting
                 pass
             time.sleep(0.2)
+        self.stop()  # never leave a half-started server behind
         raise RuntimeError(f"server did not answer in {timeout} s:\n{self.log_path.read_text()[-3000:]}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int:
