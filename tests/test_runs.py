@@ -207,3 +207,27 @@ def test_http_workflow_url_over_the_size_limit_is_refused(tmp_path: Path):
         httpd.shutdown()
         server.stop()
         server.kill_runs()
+
+
+def test_output_directories_and_odd_names_are_served(client: WesClient, tmp_path: Path):
+    tool = tmp_path / "dirs.cwl"
+    tool.write_text("""cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: [sh, -c, 'mkdir -p "A:B dir/sub" && echo one > "A:B dir/one.txt" && echo two > "A:B dir/sub/two.txt"']
+inputs: []
+outputs:
+  out:
+    type: Directory
+    outputBinding: {glob: "A:B dir"}
+""")
+    log = client.wait(client.run(tool))
+    assert log["state"] == "COMPLETE", log
+    directory = log["outputs"]["out"]
+    assert directory["location"].startswith(client.url), directory["location"]
+    listing = requests.get(directory["location"]).json()
+    assert listing["class"] == "Directory" and listing["basename"] == "A:B dir"
+    entries = {e["basename"]: e for e in listing["listing"]}
+    assert entries["one.txt"]["class"] == "File" and entries["one.txt"]["size"] == 4
+    assert requests.get(entries["one.txt"]["location"]).content == b"one\n"
+    sub = requests.get(entries["sub"]["location"]).json()
+    assert [e["basename"] for e in sub["listing"]] == ["two.txt"]

@@ -115,3 +115,22 @@ def test_input_locations_outside_attachments_are_refused(tmp_path, location):
 def test_remote_input_locations_are_left_to_the_engine(tmp_path):
     params = {"a": {"class": "File", "location": "https://example.org/x.txt"}}
     assert resolve_locations(params, tmp_path, [])["a"]["location"] == "https://example.org/x.txt"
+
+
+def test_a_name_sent_twice_with_the_same_bytes_is_accepted(tmp_path):
+    sub = _submit(tmp_path, _form(), names=("wf.cwl", "wf.cwl"))
+    assert (sub.staging_dir / "wf.cwl").read_bytes() == WORKFLOW
+    assert sorted(p.name for p in sub.staging_dir.iterdir()) == ["wf.cwl"]
+
+
+def test_a_name_sent_twice_with_different_bytes_is_refused(tmp_path):
+    attachments = [Attachment("wf.cwl", io.BytesIO(WORKFLOW)), Attachment("wf.cwl", io.BytesIO(b"other"))]
+    with pytest.raises(BadRequest, match="sent twice with different contents"):
+        parse_submission(_form(), attachments, tmp_path / "stage", [], lambda url, dest: None)
+    assert not (tmp_path / "stage").exists()
+
+
+def test_a_name_that_is_both_file_and_directory_is_refused(tmp_path):
+    with pytest.raises(BadRequest, match="both a file and a directory"):
+        _submit(tmp_path, _form(), names=("wf.cwl", "data", "data/x.txt"))
+    assert not (tmp_path / "stage").exists()

@@ -7,6 +7,10 @@ from typing import Any, Dict, List, Optional
 
 from .states import State
 
+# Output locations that start with this are relative to the run's output root;
+# the web layer turns them into download URLs. Anything else is left as it is.
+OUTPUT_ROOT = "./"
+
 
 @dataclass
 class RunRequest:
@@ -93,7 +97,7 @@ class RunRecord:
     exit_code: Optional[int] = None
     cmd: List[str] = field(default_factory=list)
     system_logs: List[str] = field(default_factory=list)
-    # CWL output object; File/Directory locations are paths relative to the
-    # run's output root, which the web layer maps to download URLs.
+    # CWL output object; File/Directory locations starting with OUTPUT_ROOT are
+    # relative to the run's output root, which the web layer maps to download URLs.
     outputs: Dict[str, Any] = field(default_factory=dict)
     has_logs: bool = False

@@ -8,9 +8,11 @@ read to check its CWL version.  The backend then takes the staging directory ove
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Tuple
@@ -155,9 +157,6 @@ def parse_submission(
         raise BadRequest(f"tags must map strings to strings; not so for: {', '.join(sorted(bad_tags))}")
     engine_parameters = _object_field(form, "workflow_engine_parameters")
     names = [check_attachment_name(a.name) for a in attachments]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise BadRequest(f"workflow_attachment names repeated: {', '.join(duplicates)}")
     request = RunRequest(
         workflow_params=params,
         workflow_type=workflow_type,
@@ -171,11 +170,7 @@ def parse_submission(
     staging_dir.mkdir(parents=True)
     submission = Submission(request=request, staging_dir=staging_dir, workflow="")
     try:
-        for name, attachment in zip(names, attachments):
-            dest = staging_dir / name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with open(dest, "wb") as out:
-                shutil.copyfileobj(attachment.stream, out, 1024 * 1024)
+        _stage_attachments(staging_dir, names, attachments)
         submission.workflow, document = _locate_workflow(workflow_url, staging_dir, names, allowed_dirs, fetch)
         version = read_cwl_version(document, repr(workflow_url))
         if _normalize_version(version) != _normalize_version(workflow_type_version):
@@ -187,6 +182,31 @@ def parse_submission(
         submission.discard()
         raise
     return submission
+
+
+def _stage_attachments(staging_dir: Path, names: List[str], attachments: List[Attachment]) -> None:
+    """Write the attachments; a name sent twice must carry the same bytes both times.
+
+    Clients such as toil-wes-cwl-runner attach a file once for the workflow and
+    once for the inputs; that is harmless, differing contents are not.
+    """
+    digests: Dict[str, str] = {}
+    for name, attachment in zip(names, attachments):
+        target = staging_dir / name if name not in digests else staging_dir / f".{uuid.uuid4().hex}.again"
+        hasher = hashlib.sha256()
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as out:
+                for chunk in iter(lambda: attachment.stream.read(1024 * 1024), b""):
+                    hasher.update(chunk)
+                    out.write(chunk)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            raise BadRequest(f"workflow_attachment {name!r} is both a file and a directory") from None
+        if name in digests:
+            target.unlink()
+            if digests[name] != hasher.hexdigest():
+                raise BadRequest(f"workflow_attachment {name!r} was sent twice with different contents")
+        digests[name] = hasher.hexdigest()
 
 
 def _locate_workflow(

@@ -74,4 +74,4 @@ class Backend(ABC):
 
     @abstractmethod
     def output_file(self, run_id: str, relpath: str) -> Path:
-        """Local path of one of the run's output files; `NotFound` outside the outputs."""
+        """Local path of one of the run's output files or directories; `NotFound` outside the outputs."""

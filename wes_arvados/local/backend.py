@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlparse
 from ..backend.base import Backend
 from ..config import Config
 from ..errors import BadRequest, NotFound
-from ..models import Page, RunRecord, RunRequest, RunSummary, TaskRecord
+from ..models import OUTPUT_ROOT, Page, RunRecord, RunRequest, RunSummary, TaskRecord
 from ..states import State
 from ..submission import Submission, resolve_locations
 from .engine_options import cwltool_options, default_parameters
@@ -154,17 +154,17 @@ class LocalBackend(Backend):
         return path
 
     def output_file(self, run_id: str, relpath: str) -> Path:
-        """An output file; never a path outside the run's output directory."""
+        """An output file or directory; never a path outside the run's output directory."""
         self.store.get(run_id)
         root = self.run_dir(run_id).outputs.resolve()
         path = (root / relpath).resolve()
-        if not str(path).startswith(str(root) + os.sep) or not path.is_file():
-            raise NotFound(f"run {run_id!r} has no output file {relpath!r}")
+        if not str(path).startswith(str(root) + os.sep) or not (path.is_file() or path.is_dir()):
+            raise NotFound(f"run {run_id!r} has no output {relpath!r}")
         return path
 
 
 def relative_outputs(outputs: Any, root: Path) -> Any:
-    """Rewrite File/Directory locations below `root` to relative paths and drop server paths."""
+    """Rewrite File/Directory locations below `root` to "./"-relative paths and drop server paths."""
     if isinstance(outputs, list):
         return [relative_outputs(v, root) for v in outputs]
     if not isinstance(outputs, dict):
@@ -175,5 +175,5 @@ def relative_outputs(outputs: Any, root: Path) -> Any:
         path = unquote(urlparse(location).path)
         prefix = str(root.resolve()) + os.sep
         if path.startswith(prefix):
-            result["location"] = path[len(prefix):]
+            result["location"] = OUTPUT_ROOT + path[len(prefix):]
     return result

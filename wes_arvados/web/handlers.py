@@ -137,7 +137,10 @@ def get_task_log_stream(run_id: str, task_id: str, stream: str) -> flask.Respons
     return flask.send_file(backend.log_file(run_id, stream, task_id), mimetype="text/plain", conditional=True)
 
 
-def get_output_file(run_id: str, path: str) -> flask.Response:
-    """One output file of a run (extension)."""
+def get_output_file(run_id: str, path: str) -> Any:
+    """One output file of a run, or the listing of an output directory (extension)."""
     backend, _ = _context()
-    return flask.send_file(backend.output_file(run_id, path), mimetype="application/octet-stream", conditional=True)
+    local = backend.output_file(run_id, path)
+    if local.is_dir():
+        return flask.jsonify(shape.directory_listing(run_id, path, local, shape.base_url()))
+    return flask.send_file(local, mimetype="application/octet-stream", conditional=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Dict
 from urllib.parse import quote
 
 import flask
 
-from ..models import RunRecord, TaskRecord
+from ..models import OUTPUT_ROOT, RunRecord, TaskRecord
 from .app import BASE_PATH, EXTENSION_KEY
 
 
@@ -24,9 +25,22 @@ def _output_urls(value: Any, prefix: str) -> Any:
         return value
     result = {k: _output_urls(v, prefix) for k, v in value.items()}
     location = value.get("location")
-    if value.get("class") in ("File", "Directory") and isinstance(location, str) and ":" not in location.split("/")[0]:
-        result["location"] = prefix + quote(location)
+    if value.get("class") in ("File", "Directory") and isinstance(location, str) and location.startswith(OUTPUT_ROOT):
+        result["location"] = prefix + quote(location[len(OUTPUT_ROOT):])
     return result
+
+
+def directory_listing(run_id: str, relpath: str, path: Path, base: str) -> Dict[str, Any]:
+    """What an output directory's URL answers: a CWL Directory whose entries are URLs."""
+    prefix = f"{base}/runs/{run_id}/outputs/{quote(relpath.rstrip('/'))}/"
+    listing = []
+    for entry in sorted(path.iterdir(), key=lambda p: p.name):
+        item: Dict[str, Any] = {"class": "Directory" if entry.is_dir() else "File", "basename": entry.name,
+                                "location": prefix + quote(entry.name)}
+        if entry.is_file():
+            item["size"] = entry.stat().st_size
+        listing.append(item)
+    return {"class": "Directory", "basename": path.name, "location": prefix.rstrip("/"), "listing": listing}
 
 
 def run_log(run: RunRecord, base: str) -> Dict[str, Any]:

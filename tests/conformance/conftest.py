@@ -1,0 +1,13 @@
+"""Shows the conformance counts at the end of pytest's output, whatever its capture mode."""
+
+from __future__ import annotations
+
+from .suite import SUMMARY
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    """Print what the conformance tests put in `suite.SUMMARY`."""
+    if SUMMARY:
+        terminalreporter.write_sep("=", "CWL v1.2 conformance subset: plain cwltool vs. WES")
+        for line in SUMMARY:
+            terminalreporter.write_line(line)
