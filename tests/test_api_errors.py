@@ -94,7 +94,7 @@ def test_unknown_task_and_output_of_a_real_run_are_404(client):
     run_id = client.run(DATA / "hello.cwl", {"name": "t"})
     client.wait(run_id)
     _assert_error(client.get(f"/runs/{run_id}/tasks/9999"), 404, "has no task '9999'")
-    _assert_error(client.get(f"/runs/{run_id}/outputs/nothing.txt"), 404, "has no output file")
+    _assert_error(client.get(f"/runs/{run_id}/outputs/nothing.txt"), 404, "has no output 'nothing.txt'")
     for escape in ("../request.json", "..%2Frequest.json", "%2E%2E/%2E%2E/wes.sqlite"):
         response = client.get(f"/runs/{run_id}/outputs/{escape}")
         assert response.status_code == 404, (escape, response.text)
