@@ -15,13 +15,6 @@ from .wes import DATA, WesClient, WesServer
 WF = Path(__file__).resolve().parent / "local" / "data"
 
 
-def _wait_state(client: WesClient, run_id: str, state: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while client.status(run_id) != state:
-        assert time.monotonic() < deadline, f"{run_id} never reached {state}: {client.log(run_id)}"
-        time.sleep(0.2)
-
-
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) != 0
@@ -41,7 +34,7 @@ def test_a_run_submitted_through_one_server_is_read_and_canceled_through_another
     try:
         a, b = WesClient(first.url), WesClient(second.url)
         run_id = a.run(WF / "sleep.cwl")
-        _wait_state(b, run_id, "RUNNING")
+        b.wait(run_id, timeout=60, states=["RUNNING"])
         assert b.log(run_id)["request"]["workflow_url"] == "sleep.cwl"
         assert [r["run_id"] for r in b.get("/runs").json()["runs"]] == [run_id]
         assert b.http.post(f"{b.url}/runs/{run_id}/cancel").status_code == 200
@@ -80,7 +73,7 @@ def test_sigkill_of_the_server_loses_no_run(tmp_path: Path):
     client.wait(done)
     napping = client.run(DATA / "nap.cwl", {"seconds": 8})
     queued = client.run(DATA / "hello.cwl", {"name": "queued"})
-    _wait_state(client, napping, "RUNNING")
+    client.wait(napping, timeout=60, states=["RUNNING"])
     assert client.status(queued) == "QUEUED"
 
     server.stop(signal.SIGKILL)
@@ -106,7 +99,7 @@ def test_a_run_whose_supervisor_died_with_the_machine_is_system_error_with_a_rea
     client = WesClient(server.url)
     napping = client.run(DATA / "nap.cwl", {"seconds": 60})
     queued = client.run(DATA / "hello.cwl", {"name": "after"})
-    _wait_state(client, napping, "RUNNING")
+    client.wait(napping, timeout=60, states=["RUNNING"])
     server.stop(signal.SIGKILL)
     server.kill_runs()  # as if the machine went down: supervisor and engine are gone
     _wait_port_free(server.port)

@@ -81,20 +81,13 @@ def test_unsupported_requirement_keeps_exit_code_33(client: WesClient):
     assert log["run_log"]["exit_code"] == 33
 
 
-def _wait_state(client: WesClient, run_id: str, state: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while client.status(run_id) != state:
-        assert time.monotonic() < deadline, f"{run_id} never reached {state}"
-        time.sleep(0.2)
-
-
 def _engine_processes(state_dir: Path, run_id: str):
     return [p for p in psutil.process_iter(["cmdline"]) if any(run_id in a for a in (p.info["cmdline"] or []))]
 
 
 def test_cancel_stops_the_engine_and_every_process_it_started(client: WesClient, server: WesServer):
     run_id = client.run(WF / "sleep.cwl")
-    _wait_state(client, run_id, "RUNNING")
+    client.wait(run_id, timeout=60, states=["RUNNING"])
     deadline = time.monotonic() + 30
     while not [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[-2:] == ["sleep", "600"]]:
         assert time.monotonic() < deadline, "the tool never started"
@@ -115,7 +108,7 @@ def test_cancel_of_a_queued_run_is_immediate_and_finished_runs_refuse(tmp_path: 
         client = WesClient(server.url)
         blocker = client.run(WF / "sleep.cwl")
         queued = client.run(DATA / "hello.cwl", {"name": "q"})
-        _wait_state(client, blocker, "RUNNING")
+        client.wait(blocker, timeout=60, states=["RUNNING"])
         assert client.status(queued) == "QUEUED"
         client.http.post(f"{client.url}/runs/{queued}/cancel")
         assert client.status(queued) == "CANCELED"

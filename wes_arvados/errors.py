@@ -41,12 +41,6 @@ class NotFound(WesError):
     status_code = 404
 
 
-class PayloadTooLarge(WesError):
-    """The request body is larger than the server accepts."""
-
-    status_code = 413
-
-
 class ServerError(WesError):
     """The server failed; the message is safe to show, details are in the log."""
 

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urldefrag, urlparse
 
 import yaml
 
-from .errors import BadRequest, PayloadTooLarge
+from .errors import BadRequest
 from .models import RunRequest
 
 CWL_VERSIONS = ("v1.0", "v1.1", "v1.2")
@@ -289,9 +289,3 @@ def resolve_locations(params: Dict[str, Any], base: Path, allowed_dirs: List[str
 
     _map_file_objects(params, fix)
     return params
-
-
-def read_upload_limit(total: Optional[int], limit: int) -> None:
-    """Refuse a request whose declared size is above the limit."""
-    if total is not None and total > limit:
-        raise PayloadTooLarge(f"request body of {total} bytes exceeds the limit of {limit} bytes")

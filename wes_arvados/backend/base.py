@@ -19,6 +19,10 @@ class Backend(ABC):
     """
 
     @abstractmethod
+    def staging_dir(self) -> Path:
+        """A fresh directory path (not yet created) where a submission can be staged."""
+
+    @abstractmethod
     def engine_versions(self) -> Dict[str, List[str]]:
         """Engine name to the versions it runs, for service-info."""
 
