@@ -32,6 +32,11 @@ def test_config_file_named_by_the_environment(tmp_path):
     ("backend: slurm\n", "backend must be one of"),
     ("port: 0\n", "port must be a positive integer"),
     ("workers: many\n", "invalid setting"),
+    ("images: [a]\n", "'images' must hold a mapping"),
+    ("images:\n  mirror: [x]\n", "unknown settings .* under images: mirror"),
+    ("images:\n  runtime: lxc\n", "images.runtime must be one of"),
+    ("images:\n  mirrors: [docker.io]\n", "is not REGISTRY=http"),
+    ("images:\n  pull_jobs: 0\n", "pull_jobs must be a positive integer"),
 ])
 def test_invalid_configuration_is_reported_clearly(tmp_path, text, message):
     cfg = tmp_path / "wes.yaml"
@@ -56,3 +61,29 @@ def test_serve_refuses_a_bad_config_with_exit_status_2(tmp_path, capsys):
 
     assert main(["serve", "--port", "0", "--state-dir", str(tmp_path)]) == 2
     assert "port must be a positive integer" in capsys.readouterr().err
+
+
+def test_the_images_section_comes_from_the_file_the_environment_and_flags(tmp_path):
+    cfg = tmp_path / "wes.yaml"
+    cfg.write_text("images:\n  deny: [quay.io/*]\n  platform: linux/arm64\n  registry-config: /etc/c.json\n")
+    env = {"WES_ARVADOS_IMAGES_PLATFORM": "linux/amd64", "WES_ARVADOS_IMAGES_INSECURE_REGISTRIES": "a:1,b:2"}
+    config = load_config(str(cfg), {"images": {"mirrors": ["docker.io=http://127.0.0.1:5000"], "allow": None}},
+                         environ=env)
+    images = config.images
+    assert images.deny == ["quay.io/*"] and images.registry_config == "/etc/c.json"
+    assert images.platform == "linux/amd64" and images.insecure_registries == ["a:1", "b:2"]
+    assert images.mirrors == ["docker.io=http://127.0.0.1:5000"] and images.allow == []
+    assert load_config(environ={"WES_ARVADOS_RESOLVED_CONFIG": config.to_json()}) == config
+
+
+def test_serve_flags_fill_the_images_section(tmp_path, monkeypatch):
+    from wes_arvados import cli
+
+    seen = {}
+    monkeypatch.setattr("wes_arvados.server.serve", lambda config: seen.setdefault("config", config) and 0)
+    cli.main(["serve", "--state-dir", str(tmp_path), "--registry-mirror", "docker.io=http://127.0.0.1:5000",
+              "--registry-mirror", "docker.io=http://127.0.0.1:5001", "--deny-image", "x/*",
+              "--container-runtime", "none", "--no-image-resolve", "--pull-jobs", "2"])
+    images = seen["config"].images
+    assert images.mirrors == ["docker.io=http://127.0.0.1:5000", "docker.io=http://127.0.0.1:5001"]
+    assert (images.deny, images.runtime, images.resolve, images.pull_jobs) == (["x/*"], "none", False, 2)

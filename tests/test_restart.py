@@ -44,7 +44,7 @@ def test_a_run_submitted_through_one_server_is_read_and_canceled_through_another
         for run_id in ids:
             log = b.wait(run_id)
             assert log["state"] == "COMPLETE"
-            assert sum("engine starting" in line for line in log["system_logs"]) == 1
+            assert sum("supervisor started" in line for line in log["system_logs"]) == 1
     finally:
         for srv in (first, second):
             srv.stop()

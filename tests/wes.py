@@ -110,7 +110,8 @@ class WesClient:
         self.http = requests.Session()
 
     def submit(self, workflow: Path, params: Optional[Dict[str, Any]] = None, attachments: Iterable[Path] = (),
-               base: Optional[Path] = None, **fields: Any) -> requests.Response:
+               base: Optional[Path] = None, headers: Optional[Dict[str, str]] = None,
+               **fields: Any) -> requests.Response:
         """POST /runs with the workflow and attachments named relative to `base`."""
         base = base or workflow.parent
         files: List[Tuple[str, Tuple[str, bytes]]] = []
@@ -124,7 +125,7 @@ class WesClient:
         }
         data.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()})
         data = {k: v for k, v in data.items() if v is not None}
-        return self.http.post(self.url + "/runs", data=data, files=files, timeout=60)
+        return self.http.post(self.url + "/runs", data=data, files=files, headers=headers, timeout=60)
 
     def run(self, workflow: Path, params: Optional[Dict[str, Any]] = None, **kw: Any) -> str:
         """Submit and return the run id, failing the test on an error response."""

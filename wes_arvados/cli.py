@@ -6,7 +6,6 @@ import argparse
 import sys
 from typing import List, Optional
 
-from .config import BACKENDS, load_config
 from .errors import ConfigError
 from .pull_command import add_pull_parser, run_pull
 
@@ -19,11 +18,31 @@ def _serve_parser(sub) -> None:
     p.add_argument("--workers", type=int, help="number of web worker processes (default 2)")
     p.add_argument("--state-dir", help="where runs and the database live (default ~/.local/state/wes-arvados)")
     p.add_argument("--max-concurrent-runs", type=int, help="runs executing at once; the rest wait QUEUED (default 2)")
-    p.add_argument("--backend", choices=BACKENDS, help="workflow system to run on (default local)")
+    p.add_argument("--backend", help="workflow system to run on (default local)")
     p.add_argument("--public-url", help="base URL clients reach this server at, when behind a proxy")
     p.add_argument("--allowed-dir", action="append", dest="allowed_dirs",
                    help="server directory whose files may be named by file:// URLs (repeatable)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    images = p.add_argument_group("images", "how the server gets the Docker images runs need (config: images:)")
+    images.add_argument("--registry-mirror", metavar="REGISTRY=URL", action="append", dest="images.mirrors",
+                        help="mirror tried before REGISTRY, e.g. docker.io=http://127.0.0.1:5000 (repeatable)")
+    images.add_argument("--insecure-registry", metavar="HOST", action="append", dest="images.insecure_registries",
+                        help="registry reached over plain http (repeatable; loopback always is)")
+    images.add_argument("--registry-config", metavar="FILE", dest="images.registry_config",
+                        help="Docker config.json with registry credentials")
+    images.add_argument("--allow-image", metavar="PATTERN", action="append", dest="images.allow",
+                        help="only images matching these patterns may be used, e.g. 'docker.io/library/*' "
+                             "(repeatable)")
+    images.add_argument("--deny-image", metavar="PATTERN", action="append", dest="images.deny",
+                        help="images matching this pattern are refused (repeatable; wins over --allow-image)")
+    images.add_argument("--container-runtime", choices=["auto", "docker", "podman", "none"],
+                        dest="images.runtime", help="where images are loaded for the local engine (default auto)")
+    images.add_argument("--image-platform", metavar="OS/ARCH", dest="images.platform",
+                        help="platform chosen from multi-platform images (default linux/amd64)")
+    images.add_argument("--pull-jobs", type=int, metavar="N", dest="images.pull_jobs",
+                        help="layer blobs downloaded at once per image (default 4)")
+    images.add_argument("--no-image-resolve", action="store_const", const=False, dest="images.resolve",
+                        help="do not pull images before runs; the engine is on its own")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -37,9 +56,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         return run_pull(args)
     try:
         if args.command == "serve":
+            from .config import load_config  # here: `pull` starts faster without YAML and the server
             from .server import serve
 
-            overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+            overrides: dict = {"images": {}}
+            for key, value in vars(args).items():
+                if key.startswith("images."):
+                    overrides["images"][key.split(".", 1)[1]] = value
+                elif key not in ("command", "config"):
+                    overrides[key] = value
             return serve(load_config(args.config, overrides))
     except ConfigError as exc:
         print(f"wes-arvados: {exc}", file=sys.stderr)

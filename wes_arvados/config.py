@@ -22,11 +22,52 @@ from .errors import ConfigError
 ENV_PREFIX = "WES_ARVADOS_"
 RESOLVED_ENV = "WES_ARVADOS_RESOLVED_CONFIG"
 BACKENDS = ("local",)
+RUNTIMES = ("auto", "docker", "podman", "none")
+IMAGES_KEY = "images"
 
 
 def _default_state_dir() -> str:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(base, "wes-arvados")
+
+
+@dataclass
+class ImagesConfig:
+    """The ``images:`` section: how the server gets the Docker images runs need, and which it may get."""
+
+    # Pull every image a run needs before its engine starts (False: the engine is on its own).
+    resolve: bool = True
+    # Where the local backend loads images: auto (docker, else podman, else none), docker, podman, none.
+    runtime: str = "auto"
+    # With no runtime: run tools whose image only a hint names without a container (else the run fails).
+    hints_without_container: bool = False
+    # Image name patterns (fnmatch on the normalized name, e.g. docker.io/library/*, 127.0.0.1:5000/*):
+    # when `allow` is not empty only matching images may be used; `deny` wins over `allow`.
+    allow: list = field(default_factory=list)
+    deny: list = field(default_factory=list)
+    # REGISTRY=URL: a mirror tried, in order, before REGISTRY (e.g. docker.io=http://127.0.0.1:5000).
+    mirrors: list = field(default_factory=list)
+    # Registries (host[:port]) reached over plain http; loopback always is.
+    insecure_registries: list = field(default_factory=list)
+    # Docker config.json with registry credentials (e.g. a mounted Kubernetes Secret); "" for none.
+    registry_config: str = ""
+    platform: str = "linux/amd64"
+    # Layer blobs downloaded at once, per image.
+    pull_jobs: int = 4
+    # Blob cache of the server; "" means <state_dir>/images/cache.
+    cache_dir: str = ""
+
+    def validate(self) -> "ImagesConfig":
+        """Check values; return self."""
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"images.runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
+        for mirror in self.mirrors:
+            registry, sep, url = str(mirror).partition("=")
+            if not sep or not registry or not url.startswith(("http://", "https://")):
+                raise ConfigError(f"images.mirrors: {mirror!r} is not REGISTRY=http(s)://HOST[:PORT]")
+        if int(self.pull_jobs) < 1:
+            raise ConfigError("images.pull_jobs must be a positive integer")
+        return self
 
 
 @dataclass
@@ -63,6 +104,7 @@ class Config:
     auth_read_tokens: list = field(default_factory=list)
     # Check every response against openapi/wes.yaml (the tests turn this on).
     validate_responses: bool = False
+    images: ImagesConfig = field(default_factory=ImagesConfig)
 
     def validate(self) -> "Config":
         """Check values that would otherwise fail later and obscurely; return self."""
@@ -75,6 +117,7 @@ class Config:
             raise ConfigError(f"port {self.port} is out of range")
         self.allowed_dirs = [str(Path(d).resolve()) for d in self.allowed_dirs]
         self.state_dir = str(Path(self.state_dir).expanduser().resolve())
+        self.images.validate()
         return self
 
     def to_json(self) -> str:
@@ -84,7 +127,19 @@ class Config:
     @classmethod
     def from_json(cls, text: str) -> "Config":
         """Inverse of `to_json`."""
-        return cls(**json.loads(text))
+        values = json.loads(text)
+        values[IMAGES_KEY] = ImagesConfig(**values.get(IMAGES_KEY, {}))
+        return cls(**values)
+
+    @property
+    def images_dir(self) -> Path:
+        """Directory of the local image store (its archives and locks)."""
+        return Path(self.state_dir) / "images"
+
+    @property
+    def image_cache_dir(self) -> Path:
+        """The server's blob cache."""
+        return Path(self.images.cache_dir) if self.images.cache_dir else self.images_dir / "cache"
 
     @property
     def runs_dir(self) -> Path:
@@ -97,9 +152,9 @@ class Config:
         return Path(self.state_dir) / "wes.sqlite"
 
 
-def _coerce(name: str, value: Any) -> Any:
+def _coerce(name: str, value: Any, defaults: Any = None) -> Any:
     """Convert a string from the environment or a flag to the field's type."""
-    default = getattr(Config(), name)
+    default = getattr(defaults if defaults is not None else Config(), name)
     if isinstance(default, bool):
         return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
     if isinstance(default, int):
@@ -139,15 +194,40 @@ def load_config(
         if unknown:
             raise ConfigError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
         values.update({k.replace("-", "_"): v for k, v in data.items()})
-    for name in names:
+    for name in names - {IMAGES_KEY}:
         env_value = environ.get(ENV_PREFIX + name.upper())
         if env_value is not None:
             values[name] = env_value
+    images = _images_values(values.pop(IMAGES_KEY, None), path, environ, (overrides or {}).get(IMAGES_KEY))
     for name, value in (overrides or {}).items():
-        if value is not None:
+        if value is not None and name != IMAGES_KEY:
             values[name] = value
     try:
         config = Config(**{k: _coerce(k, v) for k, v in values.items()})
+        defaults = ImagesConfig()
+        config.images = ImagesConfig(**{k: _coerce(k, v, defaults) for k, v in images.items()})
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid setting: {exc}") from exc
     return config.validate()
+
+
+def _images_values(section: Any, path: Optional[str], environ: Mapping[str, str],
+                   overrides: Optional[Mapping[str, Any]]) -> dict:
+    """The `images:` settings: the file's section, then WES_ARVADOS_IMAGES_<FIELD>, then flags."""
+    names = {f.name for f in dataclasses.fields(ImagesConfig)}
+    if section is None:
+        section = {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: 'images' must hold a mapping")
+    values = {k.replace("-", "_"): v for k, v in section.items()}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"unknown settings in {path} under images: {', '.join(sorted(unknown))}")
+    for name in names:
+        env_value = environ.get(f"{ENV_PREFIX}IMAGES_{name.upper()}")
+        if env_value is not None:
+            values[name] = env_value
+    for name, value in (overrides or {}).items():
+        if value is not None and value != []:
+            values[name] = value
+    return values

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from .images.errors import ImageError, InvalidReference
-from .images.progress import Progress, TerminalProgress, summary_line
+from .images.progress import Progress, TerminalProgress, human_size, summary_line
 from .images.pull import COMPRESSED, DEFAULT_JOBS, DOCKER_ARCHIVE, FORMATS, LAYER_MODES, PullOptions, pull
 from .images.reference import parse_normalized_named
 from .images.registry import RegistryOptions
+from .images.registry.options import parse_mirrors
+from .pull_remote import api_base, pull_on_server
 from .images.registry.credentials import Credentials, default_docker_config
 
 # Exit statuses: 1 the pull failed, 2 the command line is wrong (as argparse), 130 interrupted.
@@ -60,6 +62,10 @@ def add_pull_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--jobs", type=_positive, default=DEFAULT_JOBS, metavar="N",
                    help=f"layer blobs downloaded at once (default {DEFAULT_JOBS}); they are decompressed in order "
                         "as the archive is written")
+    p.add_argument("--server", metavar="URL",
+                   help="have the wes-arvados server at URL import the image into its store instead of writing "
+                        "a file here (credentials from --registry-config for the image's registry go with it)")
+    p.add_argument("--token", metavar="T", help="bearer token for --server")
     p.add_argument("--json", action="store_true",
                    help="no progress bar; print one JSON object on stdout (the result, or {\"error\": …})")
     return p
@@ -72,23 +78,13 @@ def _positive(text: str) -> int:
     return value
 
 
-def _mirrors(values: List[str]) -> Dict[str, List[str]]:
-    mirrors: Dict[str, List[str]] = {}
-    for value in values:
-        registry, sep, url = value.partition("=")
-        if not sep or not registry or not url:
-            raise ImageError(f"--registry-mirror {value!r}: expected REGISTRY=URL")
-        mirrors.setdefault(registry, []).append(url)
-    return mirrors
-
-
 def registry_options(args: argparse.Namespace, mirrors: Optional[Dict[str, List[str]]] = None) -> RegistryOptions:
     """Registry settings from the command line."""
     configs = [Path(p) for p in args.registry_config]
     if not configs:
         default = default_docker_config()
         configs = [default] if default else []
-    return RegistryOptions(insecure_registries=list(args.insecure_registry), mirrors=mirrors if mirrors is not None else _mirrors(args.registry_mirror),
+    return RegistryOptions(insecure_registries=list(args.insecure_registry), mirrors=mirrors if mirrors is not None else parse_mirrors(args.registry_mirror),
                            credentials=Credentials.from_files(configs))
 
 
@@ -107,8 +103,10 @@ def run_pull(args: argparse.Namespace) -> int:
     if args.format != DOCKER_ARCHIVE and args.layers not in (None, COMPRESSED):
         _fail(args, "--format oci keeps layers as the registry serves them; drop --layers uncompressed")
         return EXIT_USAGE
+    if args.server:
+        return _run_remote(args)
     try:
-        mirrors = _mirrors(args.registry_mirror)
+        mirrors = parse_mirrors(args.registry_mirror)
     except ImageError as exc:
         _fail(args, str(exc))
         return EXIT_USAGE
@@ -131,6 +129,24 @@ def run_pull(args: argparse.Namespace) -> int:
     else:
         print(summary_line(result.image_id, result.manifest_digest, result.size, result.seconds, result.output),
               file=sys.stderr)
+    return 0
+
+
+def _run_remote(args: argparse.Namespace) -> int:
+    try:
+        pull = pull_on_server(args.server, args.image, args.platform, args.registry_config, args.token)
+    except InvalidReference as exc:
+        _fail(args, str(exc))
+        return EXIT_USAGE
+    except ImageError as exc:
+        _fail(args, str(exc))
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(pull, sort_keys=True))
+    else:
+        how = "already held" if pull.get("cached") else "pulled"
+        print(f"{api_base(args.server)}: image {pull['image_id']} (manifest {pull['manifest_digest']}), "
+              f"{human_size(pull['size'])}, {how} by the {pull['store']} store", file=sys.stderr)
     return 0
 
 

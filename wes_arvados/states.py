@@ -31,8 +31,11 @@ ACTIVE = frozenset({State.INITIALIZING, State.RUNNING, State.CANCELING})
 
 # cwltool's exit status for "the workflow needs something this engine does not support".
 UNSUPPORTED_REQUIREMENT_EXIT = 33
-# Our runner's exit status when its own code failed rather than the workflow.
+# Our runner's exit status when its own code failed rather than the workflow
+# (sysexits EX_SOFTWARE); also recorded for a run whose supervisor failed or vanished.
 RUNNER_SOFTWARE_EXIT = 70
+# Recorded for a run whose images could not be had: the engine never started (EX_UNAVAILABLE).
+IMAGES_UNAVAILABLE_EXIT = 69
 
 
 def state_from_engine_exit(exit_code: int) -> State:

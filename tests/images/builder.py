@@ -108,9 +108,13 @@ def tar_bytes(files: Mapping[str, Entry]) -> bytes:
 
 
 def compress(data: bytes, compression: Optional[str], level: Optional[int] = None) -> bytes:
-    """`data` compressed with "gzip", "zstd" or None (as is), deterministically."""
+    """`data` compressed with "gzip", "gzip-members" (two gzip members, as pigz or `cat a.gz b.gz`
+    make: the trailer's ISIZE is the last member's), "zstd" or None (as is), deterministically."""
     if compression == "gzip":
         return gzip.compress(data, compresslevel=6 if level is None else level, mtime=0)
+    if compression == "gzip-members":
+        half = len(data) // 2
+        return compress(data[:half], "gzip", level) + compress(data[half:], "gzip", level)
     if compression == "zstd":
         return zstandard.ZstdCompressor(level=3 if level is None else level).compress(data)
     if compression is None:
@@ -152,7 +156,7 @@ class Layer:
             return OCI_LAYER + ("" if self.compression is None else "+" + self.compression)
         if self.compression == "zstd":
             raise ValueError("Docker schema2 has no zstd layer media type; use an OCI manifest")
-        return DOCKER_LAYER + (".gzip" if self.compression == "gzip" else "")
+        return DOCKER_LAYER + (".gzip" if self.compression in ("gzip", "gzip-members") else "")
 
     def descriptor(self, oci: bool) -> dict:
         """The manifest's entry for this layer."""
@@ -490,6 +494,12 @@ class ImageFactory:
         """An image with a real empty tar layer between two others, and an `empty_layer` history entry."""
         return self._cached(("empty",), lambda: build_image(  # type: ignore[return-value]
             [_marker("before-empty"), empty_layer(), _marker("after-empty")], empty_history=["ENV A=b"]))
+
+    def gzip_members(self) -> Image:
+        """busybox between two layers that are each two gzip members (their ISIZE trailers mislead)."""
+        return self._cached(("gzip-members",), lambda: build_image(  # type: ignore[return-value]
+            [_marker("members-first", "gzip-members"), busybox_rootfs_layer(),
+             layer({"etc/wes-test/members": b"m\n" * 40000}, "gzip-members")]))
 
     def uncompressed(self, oci: bool = True) -> Image:
         """Layers stored as plain tar (`…layer.v1.tar` / `…rootfs.diff.tar`)."""

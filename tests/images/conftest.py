@@ -17,7 +17,7 @@ from typing import Iterator
 import pytest
 
 from ..wes import require
-from .builder import ImageFactory
+from .builder import Image, ImageFactory, push
 from .docker import DockerDaemon
 from .registry import REGISTRY_BIN, FaultProxy, Registry
 from .tokenserver import TokenServer
@@ -34,6 +34,21 @@ def _require_registry() -> None:
 def image_factory() -> ImageFactory:
     """Builds (once) the standard test images: schema2, OCI, index, zstd, many/empty layers, big."""
     return ImageFactory()
+
+
+@pytest.fixture
+def small(image_factory: ImageFactory) -> Image:
+    """Six tiny blobs: many requests, little data."""
+    return image_factory.many_layers(5)  # type: ignore[return-value]
+
+
+@pytest.fixture
+def pushed(fault_proxy: FaultProxy, repo: str, image_factory: ImageFactory) -> Image:
+    """The schema2 busybox image in `registry`, pushed through the proxy, whose record is then cleared."""
+    image = image_factory.docker_schema2()
+    push(fault_proxy, repo, "v1", image)
+    fault_proxy.clear()
+    return image
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import BinaryIO, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit
@@ -29,6 +29,7 @@ import bcrypt
 import requests
 import yaml
 
+from ..threaded import ThreadedServer
 from ..wes import free_port
 from .tokenserver import TokenServer
 
@@ -256,8 +257,10 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
               "transfer-encoding", "upgrade", "host", "content-length"}
 
 
-class FaultProxy:
+class FaultProxy(ThreadedServer):
     """A threaded reverse proxy on loopback in front of `upstream` (a Registry or a base URL)."""
+
+    thread_name = "fault-proxy"
 
     def __init__(self, upstream: Union[Registry, str], port: int = 0) -> None:
         self.upstream_url = upstream.url if isinstance(upstream, Registry) else upstream.rstrip("/")
@@ -265,9 +268,7 @@ class FaultProxy:
         self.rules: List[Rule] = []
         self.requests: List[ProxyRequest] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _proxy_handler(self))
-        self._httpd.daemon_threads = True
-        self._thread: Optional[threading.Thread] = None
+        super().__init__(_proxy_handler(self), port)
 
     @property
     def host(self) -> str:
@@ -278,26 +279,6 @@ class FaultProxy:
     def url(self) -> str:
         """Base URL of the proxy."""
         return f"http://{self.host}"
-
-    def start(self) -> "FaultProxy":
-        """Serve in a daemon thread."""
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fault-proxy", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the listening socket."""
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(10)
-            self._thread = None
-        self._httpd.server_close()
-
-    def __enter__(self) -> "FaultProxy":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def add_rule(self, pattern: str, action: Action, times: Optional[int] = 1, method: Optional[str] = None) -> Rule:
         """Add a rule; the first rule that still applies to a request wins."""

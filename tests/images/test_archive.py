@@ -8,15 +8,16 @@ import io
 import json
 import os
 import tarfile
+import threading
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, Iterator, List, Sequence
 
 import pytest
 
-from wes_arvados.images import archive
+from wes_arvados.images import writer
 from wes_arvados.images.archive import (ArchiveImage, ArchiveLayer, LayerFile, LayerPart, LayerStream, Metadata,
-                                        StreamPart, iter_archive, iter_oci_archive, legacy_ids, tar_header,
-                                        write_archive, write_oci_directory, write_parts)
+                                        StreamPart, iter_archive, iter_oci_archive, legacy_ids, tar_header)
+from wes_arvados.images.writer import write_archive, write_oci_directory, write_parts
 
 from .builder import Image, ImageFactory, digest_of, layer
 
@@ -268,13 +269,13 @@ def test_streamed_layers_give_the_same_bytes_as_sized_ones(tmp_path: Path, image
 def test_a_streamed_member_whose_header_grows_has_its_data_moved_up(tmp_path: Path) -> None:
     data = bytes(range(256)) * 5000  # over one copy chunk, so the move goes chunk by chunk
     name = "n" * 150 + ".tar"  # longer than ustar's 100 bytes: the header gets PAX records, as 8 GiB would
-    archive.COPY_CHUNK, saved = 4096, archive.COPY_CHUNK
+    writer.COPY_CHUNK, saved = 4096, writer.COPY_CHUNK
     try:
         write_archive(tmp_path / "out.tar", [Metadata(tar_header("first", 1) + b"1" + bytes(511)),
                                              StreamPart(name, "", iter([data[:7], data[7:]])),
                                              Metadata(bytes(1024))])
     finally:
-        archive.COPY_CHUNK = saved
+        writer.COPY_CHUNK = saved
     assert _members(tmp_path / "out.tar") == {"first": b"1", name: data}
     expected = io.BytesIO()
     with tarfile.open(fileobj=expected, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -283,3 +284,61 @@ def test_a_streamed_member_whose_header_grows_has_its_data_moved_up(tmp_path: Pa
             info.size, info.mode, info.mtime, info.uname, info.gname = len(content), 0o644, 0, "", ""
             tar.addfile(info, io.BytesIO(content))
     assert (tmp_path / "out.tar").read_bytes() == expected.getvalue()[:(tmp_path / "out.tar").stat().st_size]
+
+
+def _hinted(built: ArchiveImage, hints: Dict[int, int], opened: List[int]) -> ArchiveImage:
+    """The image with layer i given as a reopenable stream with size hint `hints[i]` (no hint if absent)."""
+    def stream(i: int, lay: ArchiveLayer) -> LayerStream:
+        file = lay.data()
+        assert isinstance(file, LayerFile)
+        data = file.path.read_bytes()
+
+        def chunks() -> Iterator[bytes]:
+            opened.append(i)
+            return (data[j:j + 777] for j in range(0, len(data), 777))
+        return LayerStream(file.digest, chunks(), hints.get(i), chunks if i in hints else None)
+    built.layers = [ArchiveLayer(lay.digest, lay.media_type, lambda i=i, lay=lay: stream(i, lay))
+                    for i, lay in enumerate(built.layers)]
+    return built
+
+
+@pytest.mark.parametrize("wrong", ["none", "short", "long", "barrier"])
+def test_streams_written_in_parallel_at_their_hinted_places_give_the_serial_bytes(
+        wrong: str, tmp_path: Path, image_factory: ImageFactory) -> None:
+    image = image_factory.many_layers(6)
+    serial = tmp_path / "serial.tar"
+    write_archive(serial, iter_archive(_archive_image(image, tmp_path)))
+    hints = {i: len(lay.tar) for i, lay in enumerate(image.layers)}
+    if wrong == "short":
+        hints[2] -= 1
+    elif wrong == "long":
+        hints[2] += 5000
+    elif wrong == "barrier":
+        del hints[3]  # a stream that can be read once: the ones before it are settled first
+    opened: List[int] = []
+    parallel = tmp_path / "parallel.tar"
+    size = write_archive(parallel, iter_archive(_hinted(_archive_image(image, tmp_path), hints, opened)), jobs=3)
+    assert parallel.read_bytes() == serial.read_bytes() and size == serial.stat().st_size
+    again = sorted(i for i in set(opened) if opened.count(i) > 1)
+    assert again == ([2, 3, 4, 5] if wrong in ("short", "long") else [])
+
+
+def test_a_failing_stream_in_parallel_stops_the_others_and_raises_its_own_error(tmp_path: Path) -> None:
+    started = threading.Event()
+
+    def endless() -> Iterator[bytes]:
+        started.set()
+        while True:
+            yield bytes(100)
+
+    def failing() -> Iterator[bytes]:
+        started.wait(10)
+        yield b"x"
+        raise ValueError("digest mismatch")
+    parts = [StreamPart("a", "", endless(), 10 ** 9, endless), StreamPart("b", "", failing(), 1, failing)]
+    fd = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT)
+    try:
+        with pytest.raises(ValueError, match="digest mismatch"):
+            write_parts(fd, parts, jobs=2)
+    finally:
+        os.close(fd)

@@ -324,15 +324,6 @@ def test_registry_reports_health_and_logs_requests(registry: Registry) -> None:
 # ---------------------------------------------------------------------------------------- proxy
 
 
-@pytest.fixture
-def pushed(fault_proxy: FaultProxy, repo: str, image_factory: ImageFactory) -> Image:
-    """The schema2 busybox image pushed through the proxy, counters cleared."""
-    image = image_factory.docker_schema2()
-    push(fault_proxy, repo, "v1", image)
-    fault_proxy.clear()
-    return image
-
-
 def test_proxy_resets_the_connection_mid_blob(fault_proxy: FaultProxy, repo: str, pushed: Image) -> None:
     blob = pushed.layers[0]
     fault_proxy.add_rule(f"/blobs/{blob.digest}$", Reset(after_bytes=100_000), method="GET")

@@ -37,6 +37,7 @@ KINDS: Dict[str, Kind] = {
     "many-layers": (lambda f: f.many_layers(20), None, lambda f: f.many_layers(20), False),
     "empty-layer": (lambda f: f.empty_layer(), None, lambda f: f.empty_layer(), False),
     "uncompressed": (lambda f: f.uncompressed(), None, lambda f: f.uncompressed(), False),
+    "gzip-members": (lambda f: f.gzip_members(), None, lambda f: f.gzip_members(), True),
 }
 
 
@@ -123,7 +124,8 @@ def test_config_and_layers_equal_skopeos_own_docker_archive(kind: str, registry:
 
 
 @pytest.mark.parametrize("kind,layers", [("docker-schema2", "uncompressed"), ("oci", "uncompressed"),
-                                         ("oci-index", "uncompressed"), ("docker-schema2", "compressed"),
+                                         ("oci-index", "uncompressed"), ("gzip-members", "uncompressed"),
+                                         ("docker-schema2", "compressed"),
                                          ("docker-manifest-list", "compressed")])
 def test_docker_loads_and_runs_what_we_write(kind: str, layers: str, docker_daemon: DockerDaemon, registry: Registry,
                                              repo: str, tmp_path: Path, image_factory: ImageFactory) -> None:
@@ -172,6 +174,17 @@ def test_a_missing_platform_is_an_error_and_leaves_nothing(registry: Registry, r
 
 
 # ---- determinism and the cache ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["docker-schema2", "gzip-members", "many-layers", "empty-layer"])
+def test_layers_inflated_in_parallel_give_the_bytes_of_a_serial_pull(kind: str, registry: Registry, repo: str,
+                                                                    tmp_path: Path, image_factory: ImageFactory) -> None:
+    push(registry, repo, "1", KINDS[kind][0](image_factory))
+    ref = f"{registry.host}/{repo}:1"
+    _, serial = pull_into(tmp_path, ref, name="serial.tar", use_cache=False, jobs=1)
+    _, parallel = pull_into(tmp_path, ref, name="parallel.tar", use_cache=False, jobs=8)
+    assert parallel.read_bytes() == serial.read_bytes()
+    check_docker_archive(parallel, KINDS[kind][2](image_factory), [ref])
 
 
 def test_the_same_image_gives_the_same_bytes(registry: Registry, repo: str, tmp_path: Path,
@@ -329,22 +342,22 @@ def test_a_damaged_layer_is_a_corrupt_layer_error(damage: str) -> None:
 
 
 def test_a_thread_ahead_hands_on_items_errors_and_stops_with_its_consumer() -> None:
-    from wes_arvados.images import pull as pull_module
+    from wes_arvados.images import fetcher as fetcher_module
 
-    assert list(pull_module._in_thread(iter([b"a", b"b"]), 1)) == [b"a", b"b"]
+    assert list(fetcher_module._in_thread(iter([b"a", b"b"]), 1)) == [b"a", b"b"]
 
     def failing():  # type: ignore[no-untyped-def]
         yield b"a"
         raise ValueError("broken layer")
     with pytest.raises(ValueError, match="broken layer"):
-        list(pull_module._in_thread(failing(), 1))
+        list(fetcher_module._in_thread(failing(), 1))
     produced: List[int] = []
 
     def endless():  # type: ignore[no-untyped-def]
         while True:
             produced.append(1)
             yield b"x"
-    stream = pull_module._in_thread(endless(), 2)
+    stream = fetcher_module._in_thread(endless(), 2)
     next(stream)
     stream.close()  # returns: the producer noticed and stopped
     assert len(produced) <= 5

@@ -11,10 +11,9 @@ import base64
 import email.utils
 import socket
 import struct
-import threading
 import time
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import pytest
@@ -28,6 +27,7 @@ from wes_arvados.images.registry import RegistryOptions, Repository
 from wes_arvados.images.registry.credentials import AuthConfig, Credentials
 from wes_arvados.images.registry.retry import retry_after
 
+from ..threaded import ThreadedServer
 from .builder import Image, ImageFactory, push
 from .registry import FaultProxy, FlipByte, Registry, Reset, Status, too_many_requests, unavailable
 
@@ -43,7 +43,7 @@ def open_repository(host: str, name: str, tag: str = "v1", options: RegistryOpti
 # ------------------------------------------------------------------------------- a tiny registry
 
 
-class StaticRegistry:
+class StaticRegistry(ThreadedServer):
     """A registry on loopback serving fixed manifests and blobs of one repository, recording every request.
 
     `users`: Basic auth required. `redirect_blobs`: a blob GET is answered with a 307
@@ -63,8 +63,7 @@ class StaticRegistry:
         self.honour_range = honour_range
         self.break_after = break_after
         self.requests: List[Tuple[str, str, Dict[str, str]]] = []
-        self._httpd = ThreadingHTTPServer((address, 0), _static_handler(self))
-        self._httpd.daemon_threads = True
+        super().__init__(_static_handler(self), address=address)
 
     @classmethod
     def of(cls, repo: str, image: Image, tag: str = "v1", **kwargs: object) -> "StaticRegistry":
@@ -87,13 +86,6 @@ class StaticRegistry:
         """The headers of each request with `method` whose path contains `fragment`, in order."""
         return [h for m, p, h in self.requests if m == method and fragment in p]
 
-    def __enter__(self) -> "StaticRegistry":
-        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 def _reset(sock: socket.socket) -> None:
@@ -270,15 +262,6 @@ def test_redirects_on_the_same_host_keep_authorization(image_factory: ImageFacto
                        image)
     assert got == dict(image.blobs())
     assert len(front.headers_of("GET", "/storage/")) == len(image.blobs())
-
-
-@pytest.fixture
-def pushed(fault_proxy: FaultProxy, repo: str, image_factory: ImageFactory) -> Image:
-    """The schema2 busybox image in `registry`, pushed through the proxy, whose record is then cleared."""
-    image = image_factory.docker_schema2()
-    push(fault_proxy, repo, "v1", image)
-    fault_proxy.clear()
-    return image
 
 
 def test_a_connection_reset_mid_blob_resumes_with_a_range_request(fault_proxy: FaultProxy, repo: str,

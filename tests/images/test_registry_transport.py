@@ -11,11 +11,10 @@ import datetime as dt
 import http.client
 import ipaddress
 import ssl
-import threading
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Dict, List, Mapping, Tuple
+from typing import List, Mapping, Tuple
 from urllib.parse import urlsplit
 
 import pytest
@@ -25,7 +24,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from wes_arvados.images.errors import RegistryError
-from wes_arvados.images.manifest import Manifest
 from wes_arvados.images.reference import parse_normalized_named
 from wes_arvados.images.registry import RegistryOptions, Repository
 from wes_arvados.images.registry.credentials import AuthConfig, Credentials
@@ -33,32 +31,15 @@ from wes_arvados.images.registry.mirror import endpoints, mirror_endpoint
 from wes_arvados.images.registry.scheme import is_loopback, scheme_for
 from wes_arvados.images.registry.session import make_session
 
+from ..threaded import ThreadedServer
 from ..wes import free_port
-from .builder import Image, ImageFactory, push
+from .builder import Image, push
 from .registry import FaultProxy, Registry, Status
+from .test_registry_auth import contents, pull
 from .test_registry_blobs import StaticRegistry
 
 FAST = RegistryOptions(backoff=0.01, max_attempts=3)
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-
-
-def pull(repository: Repository) -> Dict[str, bytes]:
-    """The manifest and every blob of a single-platform image, through the client."""
-    manifest = repository.get_manifest_verified(repository.reference.identifier)
-    assert isinstance(manifest, Manifest)
-    blobs = {d.digest: repository.blob(d.digest, d.size).read() for d in (manifest.config, *manifest.layers)}
-    return {manifest.digest: manifest.raw, **blobs}
-
-
-def contents(image: Image) -> Dict[str, bytes]:
-    """What `pull` returns for `image`."""
-    return {image.digest: image.manifest, **dict(image.blobs())}
-
-
-@pytest.fixture
-def small(image_factory: ImageFactory) -> Image:
-    """Six tiny blobs."""
-    return image_factory.many_layers(5)
 
 
 # ------------------------------------------------------------------------------------ scheme
@@ -178,7 +159,7 @@ def test_an_https_mirror_is_trusted_through_the_ca_bundle(tmp_path: Path, small:
 # ------------------------------------------------------------------------------------ proxies
 
 
-class ForwardProxy:
+class ForwardProxy(ThreadedServer):
     """An HTTP forward proxy on loopback that records what it is asked and serves `routes`.
 
     `routes` maps a host[:port] clients ask for to the base URL of a loopback server that
@@ -188,21 +169,13 @@ class ForwardProxy:
     def __init__(self, routes: Mapping[str, str]) -> None:
         self.routes = dict(routes)
         self.requests: List[Tuple[str, str]] = []
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _proxy_handler(self))
-        self._httpd.daemon_threads = True
+        super().__init__(_proxy_handler(self))
 
     @property
     def url(self) -> str:
         """The proxy URL to put in HTTP_PROXY."""
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
-    def __enter__(self) -> "ForwardProxy":
-        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 def _proxy_handler(proxy: ForwardProxy) -> type:

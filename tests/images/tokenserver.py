@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+
+from ..threaded import ThreadedServer
 
 #: distribution adds this many seconds to `exp` (and takes them from `nbf`) when it checks a token.
 LEEWAY = 60
@@ -114,7 +116,7 @@ class SigningKey:
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
-class TokenServer:
+class TokenServer(ThreadedServer):
     """A threaded token server on loopback; its settings may be changed while it runs.
 
     `users` maps user names to passwords; `access` maps a user to the actions it may
@@ -122,6 +124,8 @@ class TokenServer:
     credentials gets. A request for more than allowed gets a token with less, as
     real token servers do, and the registry then answers `insufficient_scope`.
     """
+
+    thread_name = "token-server"
 
     def __init__(self, users: Optional[Mapping[str, str]] = None, access: Optional[Mapping[str, Access]] = None,
                  anonymous: Optional[Access] = None, *, service: str = SERVICE, issuer: str = ISSUER,
@@ -143,9 +147,7 @@ class TokenServer:
         self.requests: List[TokenRequest] = []
         self._failures: List[int] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
-        self._httpd.daemon_threads = True
-        self._thread: Optional[threading.Thread] = None
+        super().__init__(_handler(self), port)
 
     @property
     def url(self) -> str:
@@ -166,26 +168,6 @@ class TokenServer:
         """Write the certificate the registry must trust (its `rootcertbundle`)."""
         path.write_bytes(self.key.cert_pem)
         return path
-
-    def start(self) -> "TokenServer":
-        """Serve in a daemon thread."""
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="token-server", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(10)
-            self._thread = None
-        self._httpd.server_close()
-
-    def __enter__(self) -> "TokenServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def fail(self, status: int, times: int = 1) -> None:
         """Answer the next `times` requests with `status` (e.g. 500) instead of a token."""
@@ -216,7 +198,8 @@ class TokenServer:
         return granted
 
     def issue(self, user: Optional[str], access: List[dict], audience: Optional[str] = None) -> str:
-        """A signed JWT for `user` with `access`, valid for `valid_for` seconds at the registry."""
+        """A signed JWT for `user` with `access`, valid at the registry for `valid_for` seconds (less the fraction
+        of the current second, as JWT times are whole seconds)."""
         now = int(time.time())
         # The registry accepts a token until exp + LEEWAY, so a short life means an early exp.
         exp = now + (self.expires_in or 300) if self.valid_for is None else int(now + self.valid_for) - LEEWAY

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..images.pulls import ImagePull
+from ..images.registry import AuthConfig
+from ..images.stores.base import StoredImage
 from ..models import Page, RunRecord, TaskRecord
 from ..states import State
 from ..submission import Submission
@@ -39,8 +42,12 @@ class Backend(ABC):
         """Number of runs in each state."""
 
     @abstractmethod
-    def submit(self, submission: Submission) -> str:
-        """Take ownership of a validated submission and queue it; return its run id."""
+    def submit(self, submission: Submission, credentials: Optional[Dict[str, AuthConfig]] = None) -> str:
+        """Take ownership of a validated submission and queue it; return its run id.
+
+        `credentials` (registry → AuthConfig, from ``X-Registry-Auth``) are for
+        this run's images only: kept in memory, never stored.
+        """
 
     @abstractmethod
     def list_runs(
@@ -79,3 +86,16 @@ class Backend(ABC):
     @abstractmethod
     def output_file(self, run_id: str, relpath: str) -> Path:
         """Local path of one of the run's output files or directories; `NotFound` outside the outputs."""
+
+    @abstractmethod
+    def pull_image(self, image: str, platform: Optional[str] = None,
+                   credentials: Optional[Dict[str, AuthConfig]] = None) -> str:
+        """Start importing `image` into the image store (policy checked at once); return the pull's id."""
+
+    @abstractmethod
+    def get_image_pull(self, pull_id: str) -> ImagePull:
+        """An image pull's state and result; `NotFound` if there is none."""
+
+    @abstractmethod
+    def list_images(self) -> Tuple[str, List[StoredImage]]:
+        """The image store's kind and the images it holds, newest first."""

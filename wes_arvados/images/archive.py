@@ -1,12 +1,10 @@
-"""Writing an image as a ``docker save`` archive or as an OCI image layout.
+"""The layout of an image as a ``docker save`` archive or as an OCI image layout.
 
 An archive is produced as a sequence of parts (`iter_archive`, `iter_oci_archive`):
 `Metadata` parts are small bytes (tar headers, padding, JSON documents); a
 `LayerPart` is a blob of known size in a local file (a layer as the registry
 serves it); a `StreamPart` is a member whose size is learnt by reading it to the
-end (a layer being decompressed). `write_parts` copies file parts with
-``copy_file_range``, so their bytes never pass through Python, and writes a stream
-after a placeholder header that it fills in once the size is known. A Keep store
+end (a layer being decompressed). The `writer` module puts parts into a file. A Keep store
 consumes the same parts: it starts each layer on a block boundary and, since a
 collection's file segments may come from blocks in any order, stores a stream's
 data blocks first and its header block after. Layers are asked for lazily and in
@@ -24,10 +22,9 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Sequence, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 from .manifest import OCI_INDEX, digest_of
 
@@ -77,11 +74,18 @@ class LayerPart:
 
 @dataclass(frozen=True)
 class StreamPart:
-    """A tar member whose size is known only once `chunks` is exhausted; the writer writes its header."""
+    """A tar member whose size is known only once `chunks` is exhausted; the writer writes its header.
+
+    `size_hint` is what the size will probably be (a gzip trailer's ISIZE) and
+    `reopen` gives the bytes again from the start: with both, a writer may lay
+    out later parts at once and fill this member in parallel, then check the hint.
+    """
 
     name: str
     digest: str
     chunks: Iterable[bytes]
+    size_hint: Optional[int] = None
+    reopen: Optional[Callable[[], Iterable[bytes]]] = None
 
 
 Part = Union[Metadata, LayerPart, StreamPart]
@@ -103,11 +107,14 @@ class LayerFile:
 class LayerStream:
     """A layer's bytes as they are produced, of a size known at their end.
 
-    `chunks` raises at its end if the bytes did not match `digest`.
+    `chunks` raises at its end if the bytes did not match `digest`; `size_hint`
+    and `reopen` are as for `StreamPart`.
     """
 
     digest: str
     chunks: Iterable[bytes]
+    size_hint: Optional[int] = None
+    reopen: Optional[Callable[[], Iterable[bytes]]] = None
 
 
 @dataclass(frozen=True)
@@ -275,7 +282,7 @@ def tar_parts(entries: Iterable[_Entry]) -> Iterator[Part]:
         else:
             file = entry.layer.data()
             if isinstance(file, LayerStream):
-                yield StreamPart(entry.name, file.digest, file.chunks)
+                yield StreamPart(entry.name, file.digest, file.chunks, file.size_hint, file.reopen)
                 continue
             yield Metadata(tar_header(entry.name, file.size))
             yield LayerPart(entry.name, file.digest, file.size, file.path)
@@ -292,115 +299,3 @@ def iter_archive(image: ArchiveImage) -> Iterator[Part]:
 def iter_oci_archive(image: ArchiveImage) -> Iterator[Part]:
     """The parts of `image` as a tar of an OCI image layout."""
     return tar_parts(oci_entries(image))
-
-
-# ---- writing ----------------------------------------------------------------------------------
-
-
-def copy_file(src_path: Path, dst_fd: int, size: int) -> None:
-    """Append `size` bytes of `src_path` to `dst_fd` (at its offset), in the kernel when it can."""
-    with open(src_path, "rb", buffering=0) as src:
-        left = size
-        try:
-            while left:
-                copied = os.copy_file_range(src.fileno(), dst_fd, left)
-                if copied == 0:
-                    break
-                left -= copied
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
-                raise
-            while left:  # another filesystem, or a kernel without copy_file_range
-                data = src.read(min(COPY_CHUNK, left))
-                if not data:
-                    break
-                left -= _write_all(dst_fd, data)
-        if left:
-            raise OSError(errno.EIO, f"{src_path} is shorter than the {size} bytes expected")
-
-
-def _write_all(fd: int, data: bytes) -> int:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-    return len(data)
-
-
-def write_parts(fd: int, parts: Iterable[Part]) -> int:
-    """Write `parts` to `fd` (a new, seekable file) in order; return the number of bytes written."""
-    total = 0
-    pending = bytearray()
-    for part in parts:
-        if isinstance(part, Metadata):
-            pending += part.data
-            continue
-        if pending:
-            total += _write_all(fd, pending)
-            pending.clear()
-        if isinstance(part, LayerPart):
-            copy_file(part.path, fd, part.size)
-            total += part.size
-        else:
-            total += _write_stream(fd, total, part)
-    if pending:
-        total += _write_all(fd, pending)
-    return total
-
-
-def _write_stream(fd: int, start: int, part: StreamPart) -> int:
-    """Write a member of unknown size at `start`: a placeholder header, the data, then the real header."""
-    _write_all(fd, bytes(BLOCK))
-    size = 0
-    for chunk in part.chunks:
-        size += _write_all(fd, chunk)
-    header = tar_header(part.name, size)
-    if len(header) > BLOCK:
-        # PAX records (members of 8 GiB and more): make room for them in front of the data.
-        _shift(fd, start + BLOCK, size, len(header) - BLOCK)
-        os.lseek(fd, 0, os.SEEK_END)
-    os.pwrite(fd, header, start)
-    return len(header) + size + _write_all(fd, padding(size))
-
-
-def _shift(fd: int, start: int, length: int, by: int) -> None:
-    """Move `length` bytes at `start` to `start + by`, last chunk first."""
-    end = start + length
-    while end > start:
-        begin = max(start, end - COPY_CHUNK)
-        data = os.pread(fd, end - begin, begin)
-        os.pwrite(fd, data, begin + by)
-        end = begin
-
-
-def write_archive(path: Union[str, Path], parts: Iterable[Part]) -> int:
-    """Write `parts` into a new file at `path`; return its size."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        return write_parts(fd, parts)
-    finally:
-        os.close(fd)
-
-
-def write_oci_directory(path: Union[str, Path], image: ArchiveImage) -> int:
-    """Write `image` as an OCI image layout in the new directory `path`; return the bytes written."""
-    root = Path(path)
-    root.mkdir()
-    total = 0
-    for entry in oci_entries(image, directories=False):
-        target = root / entry.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(entry, _File):
-            target.write_bytes(entry.data)
-            total += len(entry.data)
-        elif isinstance(entry, _Layer):
-            file = entry.layer.data()
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-            try:
-                if isinstance(file, LayerStream):
-                    total += sum(_write_all(fd, chunk) for chunk in file.chunks)
-                else:
-                    copy_file(file.path, fd, file.size)
-                    total += file.size
-            finally:
-                os.close(fd)
-    return total

@@ -10,6 +10,7 @@ bounded for a layer of zeros too.
 
 from __future__ import annotations
 
+import os
 import zlib
 from types import ModuleType
 from typing import Iterable, Iterator, Optional
@@ -67,6 +68,20 @@ def compression_of(head: bytes) -> Optional[str]:
     if head.startswith(ZSTD_MAGIC):
         return ZSTD
     return None
+
+
+def gzip_size_hint(path: str, size: int) -> Optional[int]:
+    """The uncompressed size a gzip file's trailer states (ISIZE), or None if it is not gzip.
+
+    Only a hint: ISIZE is modulo 2^32 and describes the last member alone.
+    """
+    # gzip header (10) + empty deflate block (2) + trailer (8)
+    if size < 20:
+        return None
+    with open(path, "rb", buffering=0) as f:
+        if f.read(len(GZIP_MAGIC)) != GZIP_MAGIC:
+            return None
+        return int.from_bytes(os.pread(f.fileno(), 4, size - 4), "little")
 
 
 def decompress(chunks: Iterable[bytes], what: str = "layer") -> Iterator[bytes]:

@@ -7,16 +7,23 @@ import shutil
 import uuid
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import unquote, urlparse
 
 from ..backend.base import Backend
 from ..config import Config
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, NotFound, ServerError
+from ..images.pulls import ImagePull, ImagePulls
+from ..images.registry import AuthConfig
+from ..images.runtime import detect_runtime
+from ..images.service import ImageService
+from ..images.stores.base import StoredImage
 from ..models import OUTPUT_ROOT, Page, RunRecord, RunRequest, RunSummary, TaskRecord
 from ..states import State
 from ..submission import Submission, resolve_locations
+from . import handoff
 from .engine_options import cwltool_options, default_parameters
+from .images import local_image_service
 from .rundir import RunDir, read_json, write_json
 from .store import RunStore, decode_token, encode_token, utcnow
 from .tasklog import read_tasks
@@ -29,6 +36,8 @@ class LocalBackend(Backend):
         self.config = config
         config.runs_dir.mkdir(parents=True, exist_ok=True)
         self.store = RunStore(config.database_path)
+        self._images: Optional[ImageService] = None
+        self._image_pulls: Optional[ImagePulls] = None
 
     def run_dir(self, run_id: str) -> RunDir:
         """The directory of a run (which may not exist)."""
@@ -58,8 +67,8 @@ class LocalBackend(Backend):
         """Runs per state."""
         return self.store.counts()
 
-    def submit(self, submission: Submission) -> str:
-        """Move the staged files into a new run directory, then queue the run."""
+    def submit(self, submission: Submission, credentials: Optional[Dict[str, AuthConfig]] = None) -> str:
+        """Move the staged files into a new run directory, then queue the run (credentials offered to it first)."""
         options, notes = cwltool_options(submission.request.workflow_engine_parameters)
         run_id = str(uuid.uuid4())
         run = self.run_dir(run_id)
@@ -75,8 +84,11 @@ class LocalBackend(Backend):
                 "options": list(self.config.cwltool_options) + options,
             })
             write_json(run.request, submission.request.to_dict())
+            if credentials:
+                handoff.offer(run.root, credentials)
             self.store.insert(run_id, submission.request.to_dict(), [f"{utcnow()} {n}" for n in submission.notes + notes])
         except BaseException:
+            handoff.withdraw(run.root)
             shutil.rmtree(run.root, ignore_errors=True)
             raise
         return run_id
@@ -161,6 +173,36 @@ class LocalBackend(Backend):
         if not str(path).startswith(str(root) + os.sep) or not (path.is_file() or path.is_dir()):
             raise NotFound(f"run {run_id!r} has no output {relpath!r}")
         return path
+
+    # ---- images -----------------------------------------------------------------------------
+
+    def _image_service(self) -> ImageService:
+        if self._images is None:
+            runtime = detect_runtime(self.config.images.runtime)
+            if runtime is None:
+                raise ServerError(f"this server has no container runtime to keep images in "
+                                  f"(images.runtime: {self.config.images.runtime})")
+            self._images = local_image_service(self.config, runtime)
+        return self._images
+
+    def _pulls(self) -> ImagePulls:
+        if self._image_pulls is None:
+            self._image_pulls = ImagePulls(self.config.images_dir / "store.sqlite", self._image_service)
+        return self._image_pulls
+
+    def pull_image(self, image: str, platform: Optional[str] = None,
+                   credentials: Optional[Dict[str, AuthConfig]] = None) -> str:
+        """Start a pull into the local runtime in a thread of this process."""
+        return self._pulls().submit(image, platform, credentials)
+
+    def get_image_pull(self, pull_id: str) -> ImagePull:
+        """A pull's record."""
+        return self._pulls().get(pull_id)
+
+    def list_images(self) -> Tuple[str, List[StoredImage]]:
+        """The images this server loaded into the local runtime."""
+        service = self._image_service()
+        return service.store.kind, service.store.list()
 
 
 def relative_outputs(outputs: Any, root: Path) -> Any:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Dict, Optional
 
 from ..config import RESOLVED_ENV, Config
-from ..states import ACTIVE, State
+from ..states import ACTIVE, RUNNER_SOFTWARE_EXIT, State
 from .processes import alive, kill_engine, start_time
 from .rundir import RunDir, read_json
 from .store import RunRow, RunStore, utcnow
@@ -61,27 +61,23 @@ class Scheduler:
             if self.store.state_in_tx(db, row.run_id) not in ACTIVE:
                 return
             if result:
-                state, line = State(result["state"]), "run finished while no scheduler watched; outcome recovered"
-                self.store.update(row.run_id, db, state=state, exit_code=result.get("exit_code"),
-                                  end_time=result.get("end_time", utcnow()))
+                state = State(result["state"])
+                self.store.finish(row.run_id, state, "run finished while no scheduler watched; outcome recovered",
+                                  db, exit_code=result.get("exit_code"), end_time=result.get("end_time", utcnow()))
             elif row.state == State.CANCELING:
-                state, line = State.CANCELED, "run canceled; its supervisor had already stopped"
-                self.store.update(row.run_id, db, state=state, end_time=utcnow())
+                state = State.CANCELED
+                self.store.finish(row.run_id, state, "run canceled; its supervisor had already stopped", db)
             else:
                 state = State.SYSTEM_ERROR
-                line = ("the process supervising this run disappeared (server or machine restarted); "
-                        "the run was stopped and cannot be resumed: submit it again")
-                self.store.update(row.run_id, db, state=state, end_time=utcnow())
-            db.execute("INSERT INTO system_logs (run_id, line) VALUES (?, ?)", (row.run_id, f"{utcnow()} {line}"))
+                self.store.finish(row.run_id, state, "the process supervising this run disappeared (server or "
+                                  "machine restarted); the run was stopped and cannot be resumed: submit it again",
+                                  db, exit_code=RUNNER_SOFTWARE_EXIT)
         log.warning("run %s reconciled to %s", row.run_id, state.value)
 
     def claim(self) -> Optional[str]:
         """Move the oldest QUEUED run to INITIALIZING if a slot is free; return its id."""
         with self.store.transaction() as db:
-            active = db.execute(
-                f"SELECT COUNT(*) FROM runs WHERE state IN ({','.join('?' * len(ACTIVE))})", [s.value for s in ACTIVE]
-            ).fetchone()[0]
-            if active >= self.config.max_concurrent_runs:
+            if self.store.active_count(db) >= self.config.max_concurrent_runs:
                 return None
             row = db.execute("SELECT run_id FROM runs WHERE state = ? ORDER BY seq LIMIT 1", (State.QUEUED.value,)).fetchone()
             if row is None:
@@ -98,7 +94,7 @@ class Scheduler:
         )
         self.children[run_id] = proc
         self.store.update(run_id, supervisor_pid=proc.pid, supervisor_started=start_time(proc.pid))
-        self.store.log(run_id, "engine starting")
+        self.store.log(run_id, "supervisor started: images, then the engine")
 
     def step(self) -> None:
         """One pass: reap finished supervisors, reconcile orphans, start what fits."""
@@ -113,8 +109,8 @@ class Scheduler:
             try:
                 self.launch(run_id)
             except OSError as exc:
-                self.store.log(run_id, f"could not start the run: {exc}")
-                self.store.update(run_id, state=State.SYSTEM_ERROR, end_time=utcnow())
+                self.store.finish(run_id, State.SYSTEM_ERROR, f"could not start the run: {exc}",
+                                  exit_code=RUNNER_SOFTWARE_EXIT)
 
     def run_forever(self) -> None:
         """Loop until `stopping` is set."""

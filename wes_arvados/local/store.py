@@ -10,15 +10,14 @@ import base64
 import binascii
 import json
 import sqlite3
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, ContextManager, Dict, List, Optional, Sequence
 
 from ..errors import BadRequest, NotFound
-from ..states import State
+from ..sqlite import Database
+from ..states import ACTIVE, State
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -111,32 +110,14 @@ class RunStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._local = threading.local()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn().executescript(SCHEMA)
+        self.db = Database(path, SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=60000")
-            self._local.conn = conn
-        return conn
+        return self.db.conn()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> "ContextManager[sqlite3.Connection]":
         """A write transaction that holds the database's write lock from its start."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        return self.db.transaction()
 
     def insert(self, run_id: str, request: Dict[str, Any], notes: Sequence[str]) -> None:
         """Record a new QUEUED run with its tags and first system log lines."""
@@ -218,6 +199,21 @@ class RunStore:
             return
         with self.transaction() as tx:
             tx.execute(sql, list(fields.values()) + [run_id])
+
+    def finish(self, run_id: str, state: State, line: str, db: Optional[sqlite3.Connection] = None,
+               **fields: Any) -> None:
+        """End the run in `state` with a system_logs line saying why (and `fields`, e.g. exit_code)."""
+        if db is None:
+            with self.transaction() as tx:
+                return self.finish(run_id, state, line, tx, **fields)
+        fields.setdefault("end_time", utcnow())
+        self.update(run_id, db, state=state, **fields)
+        db.execute("INSERT INTO system_logs (run_id, line) VALUES (?, ?)", (run_id, f"{utcnow()} {line}"))
+
+    def active_count(self, db: sqlite3.Connection) -> int:
+        """How many runs are claimed and not yet finished, read inside a transaction."""
+        return db.execute(f"SELECT COUNT(*) FROM runs WHERE state IN ({','.join('?' * len(ACTIVE))})",
+                          [s.value for s in ACTIVE]).fetchone()[0]
 
     def state_in_tx(self, db: sqlite3.Connection, run_id: str) -> State:
         """The run's state read inside a transaction; `NotFound` when there is none."""

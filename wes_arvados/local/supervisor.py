@@ -13,9 +13,11 @@ import sys
 import time
 from typing import List, Optional
 
-from ..config import load_config
-from ..states import State, state_from_engine_exit
+from ..config import Config, load_config
+from ..states import IMAGES_UNAVAILABLE_EXIT, RUNNER_SOFTWARE_EXIT, State, state_from_engine_exit
 from .engine_options import cwltool_arguments, load_engine_request
+from . import handoff
+from .images import prepare_images
 from .processes import kill_group, start_time
 from .rundir import RunDir, write_json
 from .store import RunStore, utcnow
@@ -31,9 +33,33 @@ def runner_command(run: RunDir) -> List[str]:
 class Supervisor:
     """Drives one run from INITIALIZING to a final state."""
 
-    def __init__(self, store: RunStore, run: RunDir, run_id: str, cancel_grace: float) -> None:
-        self.store, self.run, self.run_id, self.cancel_grace = store, run, run_id, cancel_grace
+    def __init__(self, store: RunStore, run: RunDir, run_id: str, config: Config) -> None:
+        self.store, self.run, self.run_id, self.config = store, run, run_id, config
+        self.cancel_grace = config.cancel_grace
         self.proc: Optional[subprocess.Popen] = None
+
+    def prepare(self) -> bool:
+        """INITIALIZING: get the run's images; False if it must not start (the run is then ended or canceled)."""
+        request = load_engine_request(self.run)
+        log = lambda line: self.store.log(self.run_id, line)  # noqa: E731
+        try:
+            credentials = handoff.collect(self.run.root)
+        except handoff.CredentialsLost:
+            credentials = None
+            log("the registry credentials sent with this run are gone (the server process that took the request "
+                "stopped before the run started); images that need them will fail: submit the run again")
+        preparation = prepare_images(self.config, self.run.root, request, log, credentials=credentials,
+                                     canceled=lambda: self.store.get(self.run_id).state == State.CANCELING)
+        if preparation.error is not None:
+            with self.store.transaction() as db:
+                if self.store.state_in_tx(db, self.run_id) == State.INITIALIZING:
+                    self.store.finish(self.run_id, State.SYSTEM_ERROR, preparation.error + "; the engine was not "
+                                      "started", db, exit_code=IMAGES_UNAVAILABLE_EXIT)
+            return False
+        if preparation.engine_options:
+            write_json(self.run.engine, {"workflow": request.workflow, "job": request.job,
+                                         "options": [*request.options, *preparation.engine_options]})
+        return True
 
     def start(self) -> bool:
         """Move the run to RUNNING and start the runner; False if it was canceled first."""
@@ -82,9 +108,7 @@ class Supervisor:
             state = state_from_engine_exit(code)
             line = f"engine exited with status {code}" if code >= 0 else f"engine killed by signal {-code}"
         write_json(self.run.result, {"state": state.value, "exit_code": code, "end_time": utcnow()})
-        with self.store.transaction() as db:
-            self.store.update(self.run_id, db, state=state, exit_code=code, end_time=utcnow())
-            db.execute("INSERT INTO system_logs (run_id, line) VALUES (?, ?)", (self.run_id, f"{utcnow()} {line}"))
+        self.store.finish(self.run_id, state, line, exit_code=code)
 
 
 def finish_canceled_before_start(store: RunStore, run_id: str) -> None:
@@ -99,19 +123,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     run_id = (argv or sys.argv[1:])[0]
     config = load_config()
     store = RunStore(config.database_path)
-    supervisor = Supervisor(store, RunDir(config.runs_dir / run_id), run_id, config.cancel_grace)
+    supervisor = Supervisor(store, RunDir(config.runs_dir / run_id), run_id, config)
     # SIGTERM to the supervisor (e.g. the whole session being stopped) cancels the run cleanly.
     signal.signal(signal.SIGTERM, lambda *_: store.update(run_id, state=State.CANCELING))
     try:
-        if not supervisor.start():
+        if not (supervisor.prepare() and supervisor.start()):
             finish_canceled_before_start(store, run_id)
             return 0
         supervisor.wait()
     except Exception as exc:  # the run must not stay RUNNING because the supervisor failed
-        store.log(run_id, f"supervisor failed: {type(exc).__name__}: {exc}")
         if supervisor.proc is not None:
             kill_group(supervisor.proc.pid, signal.SIGKILL)
-        store.update(run_id, state=State.SYSTEM_ERROR, end_time=utcnow())
+        store.finish(run_id, State.SYSTEM_ERROR, f"supervisor failed: {type(exc).__name__}: {exc}",
+                     exit_code=RUNNER_SOFTWARE_EXIT)
         return 1
     return 0
 

@@ -12,6 +12,7 @@ import flask
 from ..backend.base import Backend
 from ..config import Config
 from ..errors import BadRequest
+from ..images.registry.credentials import REGISTRY_AUTH_HEADER, parse_registry_auth
 from ..service_info import service_info
 from ..states import State
 from ..submission import Attachment, check_engine, parse_submission
@@ -79,6 +80,8 @@ def _form() -> Tuple[Dict[str, str], List[Attachment]]:
 def run_workflow(*_args: Any, **_kwargs: Any) -> Dict[str, str]:
     """RunWorkflow: stage the request, hand it to the backend, return the run id."""
     backend, config = _context()
+    header = flask.request.headers.get(REGISTRY_AUTH_HEADER)
+    credentials = parse_registry_auth(header) if header else None  # before anything is staged
     form, attachments = _form()
     check_engine(form.get("workflow_engine"), form.get("workflow_engine_version"), backend.engine_versions())
     submission = parse_submission(
@@ -86,7 +89,7 @@ def run_workflow(*_args: Any, **_kwargs: Any) -> Dict[str, str]:
         lambda url, dest: fetch_url(url, dest, config.fetch_max_bytes, config.fetch_timeout),
     )
     try:
-        run_id = backend.submit(submission)
+        run_id = backend.submit(submission, credentials)
     finally:
         submission.discard()
     return {"run_id": run_id}
@@ -144,3 +147,25 @@ def get_output_file(run_id: str, path: str) -> Any:
     if local.is_dir():
         return flask.jsonify(shape.directory_listing(run_id, path, local, shape.base_url()))
     return flask.send_file(local, mimetype="application/octet-stream", conditional=True)
+
+
+def pull_image(body: Dict[str, Any]) -> Tuple[Dict[str, str], int]:
+    """PullImage: check the image and start importing it; 202 with the pull's id."""
+    backend, _ = _context()
+    header = flask.request.headers.get(REGISTRY_AUTH_HEADER)
+    credentials = parse_registry_auth(header) if header else None
+    pull_id = backend.pull_image(body["image"], body.get("platform") or None, credentials)
+    return {"pull_id": pull_id}, 202
+
+
+def get_image_pull(pull_id: str) -> Dict[str, Any]:
+    """GetImagePull."""
+    backend, _ = _context()
+    return backend.get_image_pull(pull_id).to_json()
+
+
+def list_images() -> Dict[str, Any]:
+    """ListImages: what the image store holds."""
+    backend, _ = _context()
+    store, images = backend.list_images()
+    return {"store": store, "images": [image.to_json() for image in images]}

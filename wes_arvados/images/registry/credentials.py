@@ -166,3 +166,35 @@ class Credentials:
             if auth:
                 return auth
         return AuthConfig()
+
+
+REGISTRY_AUTH_HEADER = "X-Registry-Auth"
+
+
+def parse_registry_auth(header: str) -> Dict[str, AuthConfig]:
+    """Per-request credentials from an ``X-Registry-Auth`` header, as registry → AuthConfig.
+
+    The header is base64 (URL-safe or standard) of JSON: Docker's API AuthConfig
+    (``username``, ``password`` or ``identitytoken``/``registrytoken``, and
+    ``serveraddress``), or a config.json ``auths`` map (with or without the
+    ``auths`` key). Credential helpers are never run for it. Error messages never
+    quote the header.
+    """
+    text = header.strip()
+    try:
+        data = json.loads(base64.urlsafe_b64decode(text.replace("+", "-").replace("/", "_") + "=" * (-len(text) % 4)))
+    except (binascii.Error, ValueError):
+        raise ImageError(f"{REGISTRY_AUTH_HEADER} is not base64-encoded JSON") from None
+    if not isinstance(data, dict):
+        raise ImageError(f"{REGISTRY_AUTH_HEADER} is not a JSON object")
+    if any(key in data for key in ("username", "password", "identitytoken", "registrytoken", "auth")):
+        server = data.get("serveraddress")
+        if not isinstance(server, str) or not server:
+            raise ImageError(f"{REGISTRY_AUTH_HEADER}: an AuthConfig needs 'serveraddress', the registry it is for")
+        return {canonical_registry(server): _decode_auth(data, REGISTRY_AUTH_HEADER)}
+    auths = data.get("auths", {k: v for k, v in data.items() if k not in ("credHelpers", "credsStore")})
+    if not isinstance(auths, dict):
+        raise ImageError(f"{REGISTRY_AUTH_HEADER}: 'auths' is not a JSON object")
+    found = {canonical_registry(key): _decode_auth(entry, REGISTRY_AUTH_HEADER)
+             for key, entry in auths.items() if isinstance(entry, dict)}
+    return {registry: auth for registry, auth in found.items() if auth}

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Optional
 
+from ..errors import ImageError
 from .credentials import Credentials
+
+
+def parse_mirrors(values: Iterable[str]) -> Dict[str, List[str]]:
+    """``REGISTRY=URL`` strings as a registry → mirror URLs map, in the order given."""
+    mirrors: Dict[str, List[str]] = {}
+    for value in values:
+        registry, sep, url = value.partition("=")
+        if not sep or not registry or not url:
+            raise ImageError(f"registry mirror {value!r}: expected REGISTRY=URL")
+        mirrors.setdefault(registry, []).append(url)
+    return mirrors
 
 
 @dataclass

@@ -1,0 +1,443 @@
+"""Server-side image resolution: runs whose tools need images that only a loopback registry has.
+
+Real components: the WES server (gunicorn, scheduler, supervisors, cwltool), the
+Debian docker-registry, the fault proxy that counts requests, and a Docker daemon
+that the server loads images into and cwltool runs containers in.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, Iterator, List
+
+import pytest
+import requests
+
+from ..conformance.suite import PEERS_BIN, TOIL_WES_RUNNER
+from ..wes import WesClient, WesServer, require
+from .builder import ImageFactory, build_image, busybox_rootfs_layer, layer, push
+from .docker import DockerDaemon
+from .registry import FaultProxy, Registry, Status
+
+TOOL = """\
+cwlVersion: v1.2
+class: CommandLineTool
+requirements:
+  DockerRequirement:
+    dockerPull: {image}
+baseCommand: [sh, -c, "cat /etc/wes-test/{marker}; echo $0", from-the-image]
+inputs: []
+outputs:
+  out:
+    type: stdout
+stdout: out.txt
+"""
+
+HINT_TOOL = TOOL.replace("requirements:", "hints:")
+
+DOCKERFILE_TOOL = """\
+cwlVersion: v1.2
+class: CommandLineTool
+requirements:
+  DockerRequirement:
+    dockerFile: |
+      FROM debian:stable-slim
+    dockerImageId: built-here
+baseCommand: [echo, hi]
+inputs: []
+outputs: []
+"""
+
+
+def _tool(tmp_path: Path, image: str, marker: str = "docker-schema2", text: str = TOOL) -> Path:
+    path = tmp_path / f"tool-{len(list(tmp_path.glob('tool-*.cwl')))}.cwl"
+    path.write_text(text.format(image=image, marker=marker))
+    return path
+
+
+def _server(tmp_path: Path, docker_daemon: DockerDaemon, *args: str, runs: int = 2) -> WesServer:
+    return WesServer(tmp_path / "state", max_concurrent_runs=runs, extra_args=list(args),
+                     env={"DOCKER_HOST": docker_daemon.host}).start()
+
+
+@pytest.fixture
+def server(tmp_path: Path, docker_daemon: DockerDaemon) -> Iterator[WesServer]:
+    wes = _server(tmp_path, docker_daemon)
+    try:
+        yield wes
+    finally:
+        wes.stop()
+
+
+def _forget(docker_daemon: DockerDaemon, name: str) -> None:
+    """Make sure the daemon does not have `name`, so that the server must get it."""
+    docker_daemon.docker("rmi", "-f", name, check=False)
+    docker_daemon.track(name)
+
+
+def _blob_gets(proxy: FaultProxy) -> Dict[str, int]:
+    counts: Dict[str, int] = {}
+    for request in proxy.requests:
+        if request.method == "GET" and "/blobs/sha256:" in request.path:
+            digest = request.path.rsplit("/", 1)[1]
+            counts[digest] = counts.get(digest, 0) + 1
+    return counts
+
+
+def _lines(log: dict) -> List[str]:
+    return log.get("system_logs") or []
+
+
+def test_a_run_gets_its_image_from_the_registry_and_completes(server: WesServer, registry: Registry, repo: str,
+                                                              docker_daemon: DockerDaemon, tmp_path: Path,
+                                                              image_factory: ImageFactory) -> None:
+    image = f"{registry.host}/{repo}:1"
+    push(registry, repo, "1", image_factory.docker_schema2())
+    _forget(docker_daemon, image)
+    client = WesClient(server.url)
+    log = client.wait(client.run(_tool(tmp_path, image)))
+    assert log["state"] == "COMPLETE", log
+    assert requests.get(log["outputs"]["out"]["location"]).text == "docker-schema2\nfrom-the-image\n"
+    lines = _lines(log)
+    assert any(f"image {image}: resolving" in line for line in lines), lines
+    assert any(f"image {image}: pulled" in line and image_factory.docker_schema2().config_digest in line
+               for line in lines), lines
+    assert "--disable-pull" in log["run_log"]["cmd"]
+
+
+def _path_without_docker(tmp_path: Path) -> str:
+    """A PATH whose directories hold no `docker` or `podman`: the peers' bin, and a copy of the rest minus those."""
+    shadow = tmp_path / "bin-without-docker"
+    shadow.mkdir()
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if not directory or not os.path.isdir(directory) or Path(directory) == PEERS_BIN:
+            continue
+        for entry in os.scandir(directory):
+            if entry.name in ("docker", "podman") or (shadow / entry.name).exists():
+                continue
+            if entry.is_file() and os.access(entry.path, os.X_OK):
+                (shadow / entry.name).symlink_to(entry.path)
+    return os.pathsep.join([str(PEERS_BIN), str(shadow)])
+
+
+def test_toil_wes_cwl_runner_with_no_docker_on_its_path_gets_the_image_run(
+        server: WesServer, registry: Registry, repo: str, docker_daemon: DockerDaemon, tmp_path: Path,
+        image_factory: ImageFactory) -> None:
+    require(TOIL_WES_RUNNER.exists(), f"{TOIL_WES_RUNNER} is missing: run `make peers`")
+    image = f"{registry.host}/{repo}:1"
+    push(registry, repo, "1", image_factory.docker_schema2())
+    _forget(docker_daemon, image)
+    tool = _tool(tmp_path, image)
+    job = tmp_path / "job.json"
+    job.write_text("{}")
+    env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "PYTHONPATH")}
+    env["PATH"] = _path_without_docker(tmp_path)
+    assert shutil.which("docker", path=env["PATH"]) is None
+    outdir = tmp_path / "client-out"
+    done = subprocess.run([str(TOIL_WES_RUNNER), f"--wes_endpoint=http://127.0.0.1:{server.port}",
+                           f"--outdir={outdir}", str(tool), str(job)], capture_output=True, text=True,
+                          timeout=300, env=env, cwd=str(tmp_path), stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    outputs = json.loads(done.stdout)
+    assert requests.get(outputs["out"]["location"], timeout=30).text == "docker-schema2\nfrom-the-image\n"
+    client = WesClient(server.url)
+    run = client.get("/runs").json()["runs"][0]
+    lines = _lines(client.log(run["run_id"]))
+    assert any(f"image {image}: resolving" in line for line in lines)
+    assert any(f"image {image}: pulled" in line for line in lines), lines
+
+
+def test_a_second_run_costs_one_manifest_head_and_no_download(server: WesServer, registry: Registry, repo: str,
+                                                              fault_proxy: FaultProxy, docker_daemon: DockerDaemon,
+                                                              tmp_path: Path, image_factory: ImageFactory) -> None:
+    image = f"{fault_proxy.host}/{repo}:1"
+    push(fault_proxy, repo, "1", image_factory.docker_schema2())
+    _forget(docker_daemon, image)
+    client = WesClient(server.url)
+    assert client.wait(client.run(_tool(tmp_path, image)))["state"] == "COMPLETE"
+    fault_proxy.clear()
+    log = client.wait(client.run(_tool(tmp_path, image)))
+    assert log["state"] == "COMPLETE", log
+    assert any(f"image {image}: cached" in line for line in _lines(log)), _lines(log)
+    assert [(r.method, "/manifests/" in r.path) for r in fault_proxy.requests] == [("HEAD", True)]
+
+
+def test_concurrent_runs_needing_one_new_image_download_each_blob_once(
+        tmp_path: Path, registry: Registry, repo: str, fault_proxy: FaultProxy, docker_daemon: DockerDaemon,
+        image_factory: ImageFactory) -> None:
+    built = build_image([busybox_rootfs_layer()] + [layer({f"etc/wes-test/l{i}": f"{i}\n".encode() * 1000,
+                                                           "etc/wes-test/last": f"{i}\n".encode()}) for i in range(5)])
+    image = f"{fault_proxy.host}/{repo}:1"
+    push(fault_proxy, repo, "1", built)
+    _forget(docker_daemon, image)
+    fault_proxy.clear()
+    tool = _tool(tmp_path, image, marker="last")
+    wes = _server(tmp_path, docker_daemon, runs=10)
+    try:
+        client = WesClient(wes.url)
+        run_ids = [client.run(tool) for _ in range(10)]
+        logs = [client.wait(run_id) for run_id in run_ids]
+    finally:
+        wes.stop()
+    assert [log["state"] for log in logs] == ["COMPLETE"] * 10, [_lines(log) for log in logs]
+    gets = _blob_gets(fault_proxy)
+    assert gets == {digest: 1 for digest, _ in built.blobs()}, gets
+    pulled = [log for log in logs if any(f"image {image}: pulled" in line for line in _lines(log))]
+    assert len(pulled) == 1
+
+
+def _wait_pull(base: str, pull_id: str, timeout: float = 120) -> dict:
+    """GET /images/{pull_id} until the pull ends (or `timeout` passes); its last answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pull = requests.get(f"{base}/images/{pull_id}", timeout=30).json()
+        if pull["state"] not in ("QUEUED", "RUNNING") or time.monotonic() > deadline:
+            return pull
+        time.sleep(0.2)
+
+
+def _fails_before_the_engine(log: dict, *fragments: str) -> None:
+    assert log["state"] == "SYSTEM_ERROR", log
+    assert log["run_log"]["exit_code"] == 69
+    assert not log["run_log"].get("start_time"), "the engine must not start"
+    last = _lines(log)[-1]
+    for fragment in fragments:
+        assert fragment in last, last
+    assert "the engine was not started" in last
+
+
+def test_a_missing_tag_fails_the_run_before_the_engine(server: WesServer, registry: Registry, repo: str,
+                                                       tmp_path: Path) -> None:
+    image = f"{registry.host}/{repo}:nonexistent"
+    client = WesClient(server.url)
+    log = client.wait(client.run(_tool(tmp_path, image)))
+    _fails_before_the_engine(log, f"image {image}", "404")
+
+
+def test_wrong_credentials_fail_the_run_before_the_engine(tmp_path: Path, basic_registry: Registry, repo: str,
+                                                          docker_daemon: DockerDaemon,
+                                                          image_factory: ImageFactory) -> None:
+    push(basic_registry, repo, "1", image_factory.docker_schema2())
+    config = tmp_path / "config.json"
+    wrong = base64.b64encode(b"alice:not-her-password").decode()
+    config.write_text(json.dumps({"auths": {basic_registry.host: {"auth": wrong}}}))
+    wes = _server(tmp_path, docker_daemon, "--registry-config", str(config))
+    try:
+        client = WesClient(wes.url)
+        image = f"{basic_registry.host}/{repo}:1"
+        log = client.wait(client.run(_tool(tmp_path, image)))
+    finally:
+        wes.stop()
+    _fails_before_the_engine(log, f"image {image}", "401")
+    assert "not-her-password" not in json.dumps(log)
+
+
+def test_a_registry_refusing_with_429_fails_the_run_after_the_retries(
+        server: WesServer, registry: Registry, repo: str, fault_proxy: FaultProxy, docker_daemon: DockerDaemon,
+        tmp_path: Path, image_factory: ImageFactory) -> None:
+    push(fault_proxy, repo, "1", image_factory.docker_schema2())
+    image = f"{fault_proxy.host}/{repo}:1"
+    _forget(docker_daemon, image)
+    fault_proxy.add_rule("/manifests/", Status(429, retry_after="0"), times=None)
+    client = WesClient(server.url)
+    log = client.wait(client.run(_tool(tmp_path, image)))
+    _fails_before_the_engine(log, f"image {image}", "429")
+    assert len([r for r in fault_proxy.requests if "/manifests/" in r.path]) >= 5
+
+
+def test_an_image_the_policy_denies_fails_the_run_before_the_engine(
+        tmp_path: Path, registry: Registry, repo: str, docker_daemon: DockerDaemon) -> None:
+    wes = _server(tmp_path, docker_daemon, "--deny-image", f"{registry.host}/*")
+    try:
+        client = WesClient(wes.url)
+        image = f"{registry.host}/{repo}:1"
+        log = client.wait(client.run(_tool(tmp_path, image)))
+    finally:
+        wes.stop()
+    _fails_before_the_engine(log, f"image {image}", "denied by the server's policy")
+
+
+def test_a_dockerfile_requirement_fails_the_run_before_the_engine(server: WesServer, tmp_path: Path) -> None:
+    client = WesClient(server.url)
+    path = tmp_path / "build.cwl"
+    path.write_text(DOCKERFILE_TOOL)
+    log = client.wait(client.run(path))
+    _fails_before_the_engine(log, "dockerFile", "builds no images")
+
+
+def test_the_pull_service_imports_lists_and_serves_a_later_run(server: WesServer, registry: Registry, repo: str,
+                                                               fault_proxy: FaultProxy, docker_daemon: DockerDaemon,
+                                                               tmp_path: Path, image_factory: ImageFactory) -> None:
+    image = f"{fault_proxy.host}/{repo}:1"
+    push(fault_proxy, repo, "1", image_factory.docker_schema2())
+    _forget(docker_daemon, image)
+    base = WesClient(server.url).url
+    answer = requests.post(base + "/images", json={"image": image}, timeout=30)
+    assert answer.status_code == 202, answer.text
+    pull = _wait_pull(base, answer.json()["pull_id"])
+    assert pull["state"] == "COMPLETE", pull
+    assert pull["image_id"] == image_factory.docker_schema2().config_digest and pull["cached"] is False
+    listed = requests.get(base + "/images", timeout=30).json()
+    assert listed["store"] == "docker"
+    assert [i["image_id"] for i in listed["images"] if i["name"] == image] == [pull["image_id"]]
+    fault_proxy.clear()
+    client = WesClient(server.url)
+    log = client.wait(client.run(_tool(tmp_path, image)))
+    assert log["state"] == "COMPLETE", log
+    assert any(f"image {image}: cached" in line for line in _lines(log))
+    assert _blob_gets(fault_proxy) == {}
+
+
+def test_the_pull_service_refuses_a_denied_image_and_reports_a_missing_one(
+        tmp_path: Path, registry: Registry, repo: str, docker_daemon: DockerDaemon) -> None:
+    wes = _server(tmp_path, docker_daemon, "--deny-image", "docker.io/*")
+    try:
+        base = WesClient(wes.url).url
+        denied = requests.post(base + "/images", json={"image": "debian:stable-slim"}, timeout=30)
+        assert denied.status_code == 403 and "denied" in denied.json()["msg"]
+        bad = requests.post(base + "/images", json={"image": "not a name"}, timeout=30)
+        assert bad.status_code == 400
+        secret = base64.urlsafe_b64encode(json.dumps({"auths": {registry.host: {
+            "auth": base64.b64encode(b"u:s3cret").decode()}}}).encode()).decode()
+        answer = requests.post(base + "/images", json={"image": f"{registry.host}/{repo}:missing"},
+                               headers={"X-Registry-Auth": secret}, timeout=30)
+        assert answer.status_code == 202
+        pull = _wait_pull(base, answer.json()["pull_id"])
+        assert pull["state"] == "SYSTEM_ERROR" and "404" in pull["error"], pull
+        assert "s3cret" not in json.dumps(pull)
+        assert requests.get(f"{base}/images/nope", timeout=30).status_code == 404
+    finally:
+        wes.stop()
+    assert "s3cret" not in wes.log_path.read_text(errors="replace")
+
+
+def test_the_pull_command_can_have_a_running_server_import_the_image(
+        tmp_path: Path, basic_registry: Registry, repo: str, docker_daemon: DockerDaemon,
+        image_factory: ImageFactory) -> None:
+    """Credentials from --registry-config go to the server for this pull only; nothing is written here."""
+    push(basic_registry, repo, "1", image_factory.docker_schema2())
+    image = f"{basic_registry.host}/{repo}:1"
+    _forget(docker_daemon, image)
+    user, password = basic_registry.credentials  # type: ignore[misc]
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"auths": {basic_registry.host: {
+        "auth": base64.b64encode(f"{user}:{password}".encode()).decode()}}}))
+    wes = _server(tmp_path, docker_daemon)
+    try:
+        done = subprocess.run([sys.executable, "-m", "wes_arvados", "pull", image, "--server", wes.url.rsplit(
+            "/ga4gh", 1)[0], "--registry-config", str(config), "--json"], capture_output=True, text=True,
+            timeout=300, cwd=str(tmp_path))
+        assert done.returncode == 0, done.stderr
+        pull = json.loads(done.stdout)
+        assert pull["state"] == "COMPLETE" and pull["image_id"] == image_factory.docker_schema2().config_digest
+        assert docker_daemon.docker("image", "inspect", "--format", "{{.Id}}", image).stdout.strip() == \
+            pull["image_id"]
+        again = subprocess.run([sys.executable, "-m", "wes_arvados", "pull", image, "--server", wes.url, "--json"],
+                               capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+        assert again.returncode == 1 and "401" in json.loads(again.stdout)["error"]
+    finally:
+        wes.stop()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tar") == []
+    assert password not in wes.log_path.read_text(errors="replace")
+
+
+def _grep_tree(root: Path, needle: bytes) -> List[str]:
+    """Files under `root` whose bytes contain `needle`."""
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            try:
+                if needle in path.read_bytes():
+                    found.append(str(path))
+            except OSError:
+                pass
+    return found
+
+
+def test_a_run_with_x_registry_auth_pulls_a_private_image_and_stores_no_secret(
+        server: WesServer, tmp_path: Path, basic_registry: Registry, repo: str, docker_daemon: DockerDaemon,
+        image_factory: ImageFactory) -> None:
+    push(basic_registry, repo, "1", image_factory.docker_schema2())
+    image = f"{basic_registry.host}/{repo}:1"
+    _forget(docker_daemon, image)
+    user, password = basic_registry.credentials  # type: ignore[misc]
+    header = base64.urlsafe_b64encode(json.dumps({"username": user, "password": password,
+                                                  "serveraddress": basic_registry.host}).encode()).decode()
+    client = WesClient(server.url)
+    tool = _tool(tmp_path, image)
+    answer = client.submit(tool, headers={"X-Registry-Auth": header})
+    assert answer.status_code == 200, answer.text
+    log = client.wait(answer.json()["run_id"])
+    assert log["state"] == "COMPLETE", _lines(log)
+    assert any(f"image {image}: pulled" in line for line in _lines(log))
+    # The credentials served that run only: another run without them cannot use the private image.
+    other = client.wait(client.run(tool))
+    _fails_before_the_engine(other, f"image {image}", "401")
+    bad = client.submit(tool, headers={"X-Registry-Auth": "%%% not base64"})
+    assert bad.status_code == 400 and "X-Registry-Auth" in bad.json()["msg"]
+    assert _grep_tree(server.state_dir, password.encode()) == []
+    assert password not in server.log_path.read_text(errors="replace")
+
+
+def test_with_no_container_runtime_a_required_image_fails_and_a_hint_may_run_without(
+        tmp_path: Path, registry: Registry, repo: str, docker_daemon: DockerDaemon) -> None:
+    image = f"{registry.host}/{repo}:1"
+    hinted = tmp_path / "hinted.cwl"
+    hinted.write_text(HINT_TOOL.format(image=image, marker="x").replace(
+        'baseCommand: [sh, -c, "cat /etc/wes-test/x; echo $0", from-the-image]', "baseCommand: [echo, plain]"))
+    wes = _server(tmp_path, docker_daemon, "--container-runtime", "none")
+    try:
+        client = WesClient(wes.url)
+        required = client.wait(client.run(_tool(tmp_path, image)))
+        refused_hint = client.wait(client.run(hinted))
+    finally:
+        wes.stop()
+    _fails_before_the_engine(required, f"image {image}", "needs a container runtime, and this server has none")
+    _fails_before_the_engine(refused_hint, "hints_without_container")
+    config = tmp_path / "wes.yaml"
+    config.write_text("images:\n  runtime: none\n  hints_without_container: true\n")
+    wes = _server(tmp_path, docker_daemon, "--config", str(config))
+    try:
+        client = WesClient(wes.url)
+        log = client.wait(client.run(hinted))
+        assert log["state"] == "COMPLETE", _lines(log)
+        assert "--no-container" in log["run_log"]["cmd"]
+        assert requests.get(log["outputs"]["out"]["location"], timeout=30).text == "plain\n"
+    finally:
+        wes.stop()
+
+
+def test_a_hinted_image_that_cannot_be_pulled_is_reported_and_left_to_the_engine(
+        server: WesServer, registry: Registry, repo: str, tmp_path: Path) -> None:
+    image = f"{registry.host}/{repo}:absent"
+    client = WesClient(server.url)
+    log = client.wait(client.run(_tool(tmp_path, image, text=HINT_TOOL)))
+    assert any(f"image {image} (hinted by" in line and "not available" in line for line in _lines(log)), _lines(log)
+    assert log["state"] == "EXECUTOR_ERROR" and log["run_log"]["exit_code"] not in (None, 69), _lines(log)
+
+
+def test_a_docker_load_archive_attached_to_the_run_is_loaded(
+        server: WesServer, registry: Registry, repo: str, docker_daemon: DockerDaemon, tmp_path: Path,
+        image_factory: ImageFactory) -> None:
+    push(registry, repo, "1", image_factory.docker_schema2())
+    archive = tmp_path / "image.tar"
+    done = subprocess.run([sys.executable, "-m", "wes_arvados", "pull", f"{registry.host}/{repo}:1", "-o",
+                           str(archive), "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    name = f"{registry.host}/{repo}:1"
+    _forget(docker_daemon, name)
+    tool = tmp_path / "load.cwl"
+    tool.write_text(TOOL.format(image=name, marker="docker-schema2").replace(
+        f"dockerPull: {name}", f"dockerLoad: image.tar\n    dockerImageId: {name}"))
+    client = WesClient(server.url)
+    log = client.wait(client.run(tool, attachments=[archive]))
+    assert log["state"] == "COMPLETE", _lines(log)
+    assert any(f"image {name}: loaded from" in line for line in _lines(log)), _lines(log)

@@ -1,0 +1,200 @@
+"""Getting layer blobs into the blob cache on a pool of threads, and inflating them as they are read.
+
+Every layer blob is a job that streams it from the registry in 1 MiB chunks,
+hashes it once (the registry client's `BlobStream`) and writes it into its cache
+entry, renamed into place only once verified; concurrent fetchers of one digest
+(threads or processes) wait on its lock and then find it cached. The first
+failure cancels the other jobs. `LayerFetcher.inflate` gives a layer's
+uncompressed bytes, verified against its diff_id, with the gzip trailer's size
+hint and a way to read them again (see `writer`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+from .archive import LayerFile, LayerStream
+from .cache import BlobCache
+from .errors import DigestMismatch
+from .layers import decompress, gzip_size_hint
+from .manifest import Descriptor
+from .progress import Progress
+from .registry import Repository
+
+READ_CHUNK = 1 << 20
+# Chunks (of at most 1 MiB) a layer's inflater may run ahead of the archive writer.
+INFLATE_AHEAD = 8
+
+
+class _Cancelled(Exception):
+    """Another layer failed; this one stops."""
+
+
+
+
+
+
+class LayerFetcher:
+    """Gets layers into the cache on a pool of threads; the first failure cancels the rest."""
+
+    def __init__(self, repo: Repository, cache: BlobCache, jobs: int, progress: Progress) -> None:
+        self.repo = repo
+        self.cache = cache
+        self.progress = progress
+        self.pool = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="layer")
+        self.cancelled = threading.Event()
+        self.lock = threading.Lock()
+        self.first_error: Optional[BaseException] = None
+        self.downloaded = 0
+
+    def submit(self, fn: Callable[..., LayerFile], *args: Any) -> Callable[[], LayerFile]:
+        """Run `fn(*args)` on the pool; return a function that waits for its result."""
+        future: Future = self.pool.submit(self._run, fn, *args)
+
+        def result() -> LayerFile:
+            try:
+                return future.result()
+            except BaseException:
+                if self.first_error is not None:
+                    raise self.first_error from None
+                raise
+        return result
+
+    def _run(self, fn: Callable[..., LayerFile], *args: Any) -> LayerFile:
+        try:
+            file = fn(*args)
+        except BaseException as exc:
+            with self.lock:
+                if self.first_error is None and not isinstance(exc, _Cancelled):
+                    self.first_error = exc
+            self.cancelled.set()
+            raise
+        self.progress.layer_done()
+        return file
+
+    def _watch(self, chunks: Iterator[bytes], network: bool) -> Iterator[bytes]:
+        try:
+            for chunk in chunks:
+                if self.cancelled.is_set():
+                    raise _Cancelled()
+                if network:
+                    with self.lock:
+                        self.downloaded += len(chunk)
+                self.progress.advance(len(chunk))
+                yield chunk
+        finally:
+            # Close the source now, not when a traceback lets go of it: its temp file goes with it.
+            getattr(chunks, "close", lambda: None)()
+
+    def _source(self, layer: Descriptor) -> Iterator[bytes]:
+        """The blob's chunks, from the cache, or from the registry into the cache (lock held by caller)."""
+        cached = self.cache.get(layer.digest, layer.size)
+        if cached is not None:
+            return self._watch(_read_chunks(cached), network=False)
+        fetched = self.cache.stream_into(layer.digest, layer.size, self.repo.blob(layer.digest, layer.size),
+                                         what=f"blob {layer.digest} of {self.repo.image}", source_verifies=True)
+        return self._watch(fetched, network=True)
+
+    def compressed(self, layer: Descriptor) -> LayerFile:
+        """The layer blob as the registry serves it, in the cache."""
+        path = self.cache.get(layer.digest, layer.size)
+        if path is None:
+            with self.cache.lock(layer.digest):
+                for _ in self._source(layer):
+                    pass
+            path = self.cache.path(layer.digest)
+        else:
+            self.progress.advance(layer.size)
+        return LayerFile(path, layer.size, layer.digest)
+
+    def inflate(self, layer: Descriptor, diff_id: str, blob: Callable[[], LayerFile]) -> LayerStream:
+        """The layer's tar, decompressed from its cached blob as it is read, verified against `diff_id`.
+
+        `blob` waits for the blob's download; the decompression happens in the
+        thread that reads the stream (the archive writer) while the pool fetches
+        later layers.
+        """
+        file = blob()
+        what = f"layer {layer.digest} of {self.repo.image}"
+
+        def inflated() -> Iterator[bytes]:
+            for out in decompress(_read_chunks(file.path), what):
+                if self.cancelled.is_set():  # a download failed: report its error, not a cancellation
+                    raise self.first_error or _Cancelled()
+                yield out
+
+        def chunks() -> Iterator[bytes]:
+            algorithm, _, expected = diff_id.partition(":")
+            hasher = hashlib.new(algorithm)
+            # Inflating in a thread of its own; hashing and writing in the writer's: two cores busy.
+            for out in _in_thread(inflated(), INFLATE_AHEAD):
+                hasher.update(out)
+                yield out
+            if hasher.hexdigest() != expected:
+                raise DigestMismatch(f"uncompressed {what}", diff_id, f"{algorithm}:{hasher.hexdigest()}")
+        return LayerStream(diff_id, chunks(), gzip_size_hint(str(file.path), file.size), chunks)
+
+    def close(self, cancel: bool = False) -> None:
+        """Wait for the jobs to end (stopping them first if `cancel`), so no temp file outlives the pull."""
+        if cancel:
+            self.cancelled.set()
+        self.pool.shutdown(wait=True, cancel_futures=cancel)
+
+
+_END = object()
+
+
+def _in_thread(source: Iterator[bytes], depth: int) -> Iterator[bytes]:
+    """Run `source` in a thread of its own, at most `depth` items ahead of the consumer.
+
+    Its exceptions reach the consumer; a consumer that stops early stops it.
+    """
+    items: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in source:
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(exc)
+        finally:
+            getattr(source, "close", lambda: None)()
+
+    thread = threading.Thread(target=produce, name="inflate", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _read_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb", buffering=0) as src:
+        for block in iter(lambda: src.read(READ_CHUNK), b""):
+            yield block
+
+

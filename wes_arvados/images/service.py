@@ -1,0 +1,125 @@
+"""Getting an image into an image store for a run or a pull request: policy, resolution, pull, store.
+
+`ImageService.ensure(name)` is the one path every server-side image takes:
+
+1. the name is parsed and checked against the operator's policy (`policy`);
+2. the tag is re-resolved at the registry with a manifest HEAD (`resolve`; mirrors,
+   credentials and insecure registries from the server's settings);
+3. if the store already holds that exact image (same config digest) under the
+   name, nothing else happens ("cached");
+4. else, under a lock on (name, image) shared by every process on this machine,
+   the image is pulled by digest into a docker-save archive (`pull`, through the
+   server's blob cache, so concurrent pulls fetch each blob once) and put into the
+   store; the archive is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Dict, Optional
+
+from .cache import BlobCache
+from .policy import ImagePolicy
+from .pull import PullOptions, pull
+from .reference import Reference, parse_normalized_named
+from .registry import AuthConfig, Credentials, RegistryOptions, Repository
+from .registry.options import parse_mirrors
+from .resolve import resolve
+from .stores.base import ImageStore, StoredImage
+
+
+@dataclass(frozen=True)
+class Ensured:
+    """What `ensure` did for one image."""
+
+    stored: StoredImage
+    pulled: bool  # False: the store had it already
+    downloaded: int  # bytes fetched from the registry
+    seconds: float
+
+    def summary(self) -> str:
+        """One line for a run's system_logs."""
+        how = f"pulled ({self.downloaded / 1e6:.1f} MB downloaded)" if self.pulled else "cached"
+        return (f"image {self.stored.name}: {how}; image id {self.stored.image_id}, manifest "
+                f"{self.stored.manifest_digest or 'unknown'}, {self.stored.size / 1e6:.1f} MB, "
+                f"{self.seconds:.1f} s")
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """What the service needs of the server's configuration."""
+
+    cache_dir: Path
+    work_dir: Path  # archives being made, beside the cache
+    registry: RegistryOptions
+    policy: ImagePolicy
+    platform: str = "linux/amd64"
+    jobs: int = 4
+
+    @classmethod
+    def from_config(cls, config: "object") -> "ImageSettings":
+        """Settings from a `wes_arvados.config.Config`."""
+        images = config.images  # type: ignore[attr-defined]
+        files = [Path(images.registry_config)] if images.registry_config else []
+        registry = RegistryOptions(insecure_registries=list(images.insecure_registries),
+                                   mirrors=parse_mirrors(images.mirrors), credentials=Credentials.from_files(files))
+        return cls(cache_dir=config.image_cache_dir, work_dir=config.images_dir / "work",  # type: ignore[attr-defined]
+                   registry=registry, policy=ImagePolicy(list(images.allow), list(images.deny)),
+                   platform=images.platform, jobs=int(images.pull_jobs))
+
+
+class ImageService:
+    """Puts images into one store, as the settings allow."""
+
+    def __init__(self, store: ImageStore, settings: ImageSettings) -> None:
+        self.store = store
+        self.settings = settings
+        settings.work_dir.mkdir(parents=True, exist_ok=True)
+        self.cache = BlobCache(settings.cache_dir)
+
+    def check(self, name: str) -> Reference:
+        """The parsed name, if the policy allows it (`InvalidReference`, `ImageDenied` otherwise)."""
+        ref = parse_normalized_named(name)
+        self.settings.policy.check(ref)
+        return ref
+
+    def _registry(self, credentials: Optional[Dict[str, AuthConfig]]) -> RegistryOptions:
+        if not credentials:
+            return self.settings.registry
+        return replace(self.settings.registry, credentials=self.settings.registry.credentials.with_explicit(credentials))
+
+    def ensure(self, name: str, credentials: Optional[Dict[str, AuthConfig]] = None,
+               platform: Optional[str] = None) -> Ensured:
+        """Make the store hold `name` as the registry has it now; raise an `ImageError` naming the cause.
+
+        `credentials` (registry → AuthConfig) are used for this call only.
+        """
+        started = time.monotonic()
+        ref = self.check(name)
+        registry = self._registry(credentials)
+        platform = platform or self.settings.platform
+        resolved = resolve(Repository(ref, registry), ref, self.cache, platform)
+        image_id = resolved.manifest.config.digest
+        stored = self.store.lookup(name, image_id)
+        if stored is not None:
+            return Ensured(stored, False, 0, time.monotonic() - started)
+        key = "sha256:" + hashlib.sha256(f"{self.store.kind}\0{name}\0{image_id}".encode()).hexdigest()
+        with self.cache.lock(key):  # one pull and one load per image, whoever else wants it
+            stored = self.store.lookup(name, image_id)
+            if stored is not None:
+                return Ensured(stored, False, 0, time.monotonic() - started)
+            pinned = f"{ref.familiar_name}:{ref.tag_or_default}@{resolved.index_digest or resolved.manifest.digest}" \
+                if ref.tag_or_default else str(ref)
+            archive = self.settings.work_dir / f"{image_id.split(':')[1]}.{secrets.token_hex(4)}.tar"
+            try:
+                result = pull(pinned, archive, PullOptions(platform=platform, jobs=self.settings.jobs,
+                                                           cache_dir=self.settings.cache_dir, registry=registry,
+                                                           cache_archive=False))
+                stored = self.store.put(name, archive, image_id, resolved.manifest.digest, result.platform)
+            finally:
+                archive.unlink(missing_ok=True)
+        return Ensured(stored, True, result.downloaded, time.monotonic() - started)
