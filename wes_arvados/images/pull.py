@@ -123,7 +123,7 @@ def default_output(ref: Reference, fmt: str = DOCKER_ARCHIVE) -> str:
 
 
 @contextlib.contextmanager
-def _open_cache(options: PullOptions, near: Path) -> Iterator[BlobCache]:
+def _open_cache(options: PullOptions, near: Optional[Path]) -> Iterator[BlobCache]:
     if options.use_cache:
         yield BlobCache(options.cache_dir or default_cache_dir())
     else:
@@ -196,6 +196,43 @@ def _write(partial: Path, archive: ArchiveImage, fmt: str, as_directory: bool, j
     return write_archive(partial, iter_oci_archive(archive), jobs)
 
 
+@dataclass
+class OpenedImage:
+    """An image resolved at its registry, whose archive layout fetches layers only as they are read."""
+
+    ref: Reference
+    resolved: ResolvedImage
+    fetcher: LayerFetcher
+
+    def archive(self, compressed: bool = False) -> ArchiveImage:
+        """The image to write: layers as the registry serves them (`compressed`) or as plain verified tars."""
+        return _archive_image(self.ref, self.resolved, self.fetcher, compressed)
+
+    @property
+    def downloaded(self) -> int:
+        """Bytes fetched from the registry so far."""
+        return self.fetcher.downloaded
+
+
+@contextlib.contextmanager
+def open_image(image: str, options: Optional[PullOptions] = None, near: Optional[Path] = None) -> Iterator[OpenedImage]:
+    """Resolve `image` and hold its layer fetcher open; any fetch still going stops when the block is left.
+
+    Stores that consume an archive as it is made (Keep) use this instead of `pull`;
+    `near` is where a temporary cache goes with ``use_cache=False``.
+    """
+    options = options or PullOptions()
+    ref = parse_normalized_named(image)
+    repo = Repository(ref, options.registry)
+    with _open_cache(options, near) as cache:
+        resolved = resolve(repo, ref, cache, options.platform, head=options.use_cache)
+        fetcher = LayerFetcher(repo, cache, options.jobs, options.progress)
+        try:
+            yield OpenedImage(ref, resolved, fetcher)
+        finally:
+            fetcher.close(cancel=True)
+
+
 def pull(image: str, output: Union[str, Path, None] = None, options: Optional[PullOptions] = None) -> PullResult:
     """Pull `image` into `output` (default: `default_output`) as `options` say; return what was made.
 
@@ -212,17 +249,17 @@ def pull(image: str, output: Union[str, Path, None] = None, options: Optional[Pu
         raise ImageError(f"output {out} is a directory that is not empty")
     out.parent.mkdir(parents=True, exist_ok=True)
     compressed = options.format == OCI or options.layers == COMPRESSED
-    repo = Repository(ref, options.registry)
     partial = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
     progress = options.progress
     downloaded = 0
     try:
-        with _open_cache(options, out.parent) as cache:
-            resolved = resolve(repo, ref, cache, options.platform, head=options.use_cache)
+        with open_image(image, options, out.parent) as opened:
+            resolved = opened.resolved
             layers = resolved.manifest.layers
             progress.start(ref.familiar_string(), sum(layer.size for layer in layers), len(layers))
             key = archive_key(ref, resolved, options.format, compressed)
             keep = options.use_cache and options.cache_archive and not as_directory
+            cache = opened.fetcher.cache
             cached = cache.archive(key) if keep else None
             if cached is not None:
                 size = cached.stat().st_size
@@ -230,13 +267,9 @@ def pull(image: str, output: Union[str, Path, None] = None, options: Optional[Pu
                     return _result(image, ref, out, options, compressed, resolved, size, 0, started)
                 _link_or_copy(cached, partial, size)
             else:
-                fetcher = LayerFetcher(repo, cache, options.jobs, progress)
-                try:
-                    size = _write(partial, _archive_image(ref, resolved, fetcher, compressed), options.format,
-                                  as_directory, options.jobs)
-                finally:
-                    fetcher.close(cancel=True)
-                downloaded = fetcher.downloaded
+                size = _write(partial, opened.archive(compressed), options.format, as_directory, options.jobs)
+                opened.fetcher.close()  # every job done: `downloaded` is final
+                downloaded = opened.downloaded
                 if keep:
                     cache.store_archive(key, partial)
             os.replace(partial, out) if not as_directory else os.rename(partial, out)

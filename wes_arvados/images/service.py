@@ -8,15 +8,15 @@
 3. if the store already holds that exact image (same config digest) under the
    name, nothing else happens ("cached");
 4. else, under a lock on (name, image) shared by every process on this machine,
-   the image is pulled by digest into a docker-save archive (`pull`, through the
-   server's blob cache, so concurrent pulls fetch each blob once) and put into the
-   store; the archive is removed afterwards.
+   the image is opened by digest (`pull.open_image`, through the server's blob
+   cache, so concurrent pulls fetch each blob once) and the store takes it: the
+   local store writes a docker-save archive and loads it, the Keep store streams
+   it into Keep blocks.
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +24,7 @@ from typing import Dict, Optional
 
 from .cache import BlobCache
 from .policy import ImagePolicy
-from .pull import PullOptions, pull
+from .pull import PullOptions, open_image
 from .reference import Reference, parse_normalized_named
 from .registry import AuthConfig, Credentials, RegistryOptions, Repository
 from .registry.options import parse_mirrors
@@ -114,12 +114,9 @@ class ImageService:
                 return Ensured(stored, False, 0, time.monotonic() - started)
             pinned = f"{ref.familiar_name}:{ref.tag_or_default}@{resolved.index_digest or resolved.manifest.digest}" \
                 if ref.tag_or_default else str(ref)
-            archive = self.settings.work_dir / f"{image_id.split(':')[1]}.{secrets.token_hex(4)}.tar"
-            try:
-                result = pull(pinned, archive, PullOptions(platform=platform, jobs=self.settings.jobs,
-                                                           cache_dir=self.settings.cache_dir, registry=registry,
-                                                           cache_archive=False))
-                stored = self.store.put(name, archive, image_id, resolved.manifest.digest, result.platform)
-            finally:
-                archive.unlink(missing_ok=True)
-        return Ensured(stored, True, result.downloaded, time.monotonic() - started)
+            options = PullOptions(platform=platform, jobs=self.settings.jobs, cache_dir=self.settings.cache_dir,
+                                  registry=registry)
+            with open_image(pinned, options) as image:
+                stored = self.store.put(name, image)
+                downloaded = image.downloaded
+        return Ensured(stored, True, downloaded, time.monotonic() - started)

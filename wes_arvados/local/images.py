@@ -83,7 +83,9 @@ def _who(need: "ImageNeed") -> str:
 
 def local_image_service(config: Config, runtime: ContainerRuntime) -> ImageService:
     """The image service of the local backend: images loaded into `runtime`, records in the state directory."""
-    return ImageService(LocalImageStore(runtime, config.images_dir / "store.sqlite"), ImageSettings.from_config(config))
+    settings = ImageSettings.from_config(config)
+    store = LocalImageStore(runtime, config.images_dir / "store.sqlite", settings.work_dir, jobs=settings.jobs)
+    return ImageService(store, settings)
 
 
 def prepare_images(config: Config, run_root: Path, request: EngineRequest, log: Log,

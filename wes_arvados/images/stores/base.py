@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+if TYPE_CHECKING:
+    from ..pull import OpenedImage
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,11 @@ class ImageStore(ABC):
         """The stored image if the store has `name` as exactly the image `image_id`, else None."""
 
     @abstractmethod
-    def put(self, name: str, archive: Path, image_id: str, manifest_digest: str, platform: Optional[str]) -> StoredImage:
-        """Store the ``docker save`` archive of `image_id` under `name`; return the record."""
+    def put(self, name: str, image: "OpenedImage") -> StoredImage:
+        """Store `image` (resolved, its layers fetched as they are read) under `name`; return the record.
+
+        Nothing becomes visible unless everything was stored.
+        """
 
     @abstractmethod
     def list(self) -> List[StoredImage]:

@@ -8,14 +8,22 @@ asked for, for listings; several processes share them.
 
 from __future__ import annotations
 
+import os
+import secrets
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from ..runtime import ContainerRuntime
 from ...sqlite import Database
+from ..archive import iter_archive
+from ..manifest import config_platform
+from ..writer import write_archive
 from .base import ImageStore, StoredImage
+
+if TYPE_CHECKING:
+    from ..pull import OpenedImage
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stored_images (
@@ -36,8 +44,11 @@ def _now() -> str:
 class LocalImageStore(ImageStore):
     """Images in the local runtime, recorded in `database`."""
 
-    def __init__(self, runtime: ContainerRuntime, database: Path) -> None:
+    def __init__(self, runtime: ContainerRuntime, database: Path, work_dir: Path, jobs: int = 2) -> None:
         self.runtime = runtime
+        self.work_dir = work_dir
+        self.jobs = max(1, min(jobs, os.cpu_count() or 1))  # layers inflated at once
+        work_dir.mkdir(parents=True, exist_ok=True)
         self.kind = runtime.name
         self.database = database
         self.db = Database(database, SCHEMA)
@@ -67,14 +78,22 @@ class LocalImageStore(ImageStore):
             (record.name, record.image_id, record.manifest_digest, record.size, record.platform, record.stored_at))
         return record
 
-    def put(self, name: str, archive: Path, image_id: str, manifest_digest: str, platform: Optional[str]) -> StoredImage:
-        """Load the archive into the runtime, check that `name` now is `image_id`, and record it."""
-        self.runtime.load(archive)
+    def put(self, name: str, image: "OpenedImage") -> StoredImage:
+        """Write the image's docker-save archive, load it into the runtime under `name`, and record it."""
+        image_id = image.resolved.manifest.config.digest
+        archive = self.work_dir / f"{image_id.split(':')[1]}.{secrets.token_hex(4)}.tar"
+        try:
+            size = write_archive(archive, iter_archive(image.archive()), self.jobs)
+            image.fetcher.close()
+            self.runtime.load(archive)
+        finally:
+            archive.unlink(missing_ok=True)
         if self.runtime.image_id(name) != image_id:
             # The archive's RepoTags is the familiar name; give the runtime the name as written too.
             self.runtime.tag(image_id, name)
-        return self._insert(StoredImage(name=name, image_id=image_id, manifest_digest=manifest_digest,
-                                        size=archive.stat().st_size, platform=platform, stored_at=_now(),
+        platform = config_platform(image.resolved.config)
+        return self._insert(StoredImage(name=name, image_id=image_id, manifest_digest=image.resolved.manifest.digest,
+                                        size=size, platform=str(platform) if platform else None, stored_at=_now(),
                                         location=name))
 
     def list(self) -> List[StoredImage]:
