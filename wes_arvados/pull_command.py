@@ -14,6 +14,7 @@ from .images.pull import COMPRESSED, DEFAULT_JOBS, DOCKER_ARCHIVE, FORMATS, LAYE
 from .images.reference import parse_normalized_named
 from .images.registry import RegistryOptions
 from .images.registry.options import parse_mirrors
+from .pull_keep import pull_to_keep
 from .pull_remote import api_base, pull_on_server
 from .images.registry.credentials import Credentials, default_docker_config
 
@@ -66,6 +67,10 @@ def add_pull_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                    help="have the wes-arvados server at URL import the image into its store instead of writing "
                         "a file here (credentials from --registry-config for the image's registry go with it)")
     p.add_argument("--token", metavar="T", help="bearer token for --server")
+    p.add_argument("--arvados", action="store_true",
+                   help="store the image in Keep as arv-keepdocker does (collection and links), using "
+                        "ARVADOS_API_HOST / ARVADOS_API_TOKEN; prints the collection uuid and portable data hash")
+    p.add_argument("--project-uuid", metavar="UUID", help="with --arvados: the project that owns the collection")
     p.add_argument("--json", action="store_true",
                    help="no progress bar; print one JSON object on stdout (the result, or {\"error\": …})")
     return p
@@ -105,6 +110,8 @@ def run_pull(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.server:
         return _run_remote(args)
+    if args.arvados:
+        return _run_keep(args)
     try:
         mirrors = parse_mirrors(args.registry_mirror)
     except ImageError as exc:
@@ -129,6 +136,26 @@ def run_pull(args: argparse.Namespace) -> int:
     else:
         print(summary_line(result.image_id, result.manifest_digest, result.size, result.seconds, result.output),
               file=sys.stderr)
+    return 0
+
+
+def _run_keep(args: argparse.Namespace) -> int:
+    try:
+        result = pull_to_keep(args.image, registry_options(args), args.platform, args.project_uuid,
+                              Path(args.cache_dir) if args.cache_dir else None, args.jobs)
+    except InvalidReference as exc:
+        _fail(args, str(exc))
+        return EXIT_USAGE
+    except (ImageError, OSError) as exc:
+        _fail(args, str(exc))
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        print(f"{result['collection_uuid']} {result['portable_data_hash']}")
+        how = "uploaded" if result["uploaded"] else "already in Keep"
+        print(f"{args.image}: image {result['image_id']}, {human_size(result['size'])}, {how} "
+              f"in {result['seconds']:.2f} s", file=sys.stderr)
     return 0
 
 

@@ -24,7 +24,7 @@ import errno
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 from .manifest import OCI_INDEX, digest_of
 
@@ -88,7 +88,17 @@ class StreamPart:
     reopen: Optional[Callable[[], Iterable[bytes]]] = None
 
 
-Part = Union[Metadata, LayerPart, StreamPart]
+@dataclass(frozen=True)
+class RefPart:
+    """`size` bytes of a layer the destination already holds; `ref` is the destination's own handle on them."""
+
+    name: str
+    digest: str
+    size: int
+    ref: Any
+
+
+Part = Union[Metadata, LayerPart, StreamPart, RefPart]
 
 
 # ---- what to write ----------------------------------------------------------------------------
@@ -118,6 +128,15 @@ class LayerStream:
 
 
 @dataclass(frozen=True)
+class LayerRef:
+    """A layer the destination already holds (e.g. Keep blocks of an earlier image): nothing to fetch."""
+
+    digest: str
+    size: int
+    ref: Any
+
+
+@dataclass(frozen=True)
 class ArchiveLayer:
     """A layer as stored in an archive: its digest there, media type, and how to get its bytes.
 
@@ -127,7 +146,7 @@ class ArchiveLayer:
 
     digest: str
     media_type: str
-    data: Callable[[], Union[LayerFile, LayerStream]]
+    data: Callable[[], Union[LayerFile, LayerStream, LayerRef]]
 
 
 @dataclass
@@ -285,7 +304,10 @@ def tar_parts(entries: Iterable[_Entry]) -> Iterator[Part]:
                 yield StreamPart(entry.name, file.digest, file.chunks, file.size_hint, file.reopen)
                 continue
             yield Metadata(tar_header(entry.name, file.size))
-            yield LayerPart(entry.name, file.digest, file.size, file.path)
+            if isinstance(file, LayerRef):
+                yield RefPart(entry.name, file.digest, file.size, file.ref)
+            else:
+                yield LayerPart(entry.name, file.digest, file.size, file.path)
             if file.size % BLOCK:
                 yield Metadata(padding(file.size))
     yield Metadata(END_OF_ARCHIVE)

@@ -46,8 +46,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
-from .archive import (CONTAINERD_IMAGE_NAME, OCI_REF_NAME, ArchiveImage, ArchiveLayer, LayerFile, iter_archive,
-                      iter_oci_archive)
+from .archive import (CONTAINERD_IMAGE_NAME, OCI_REF_NAME, ArchiveImage, ArchiveLayer, LayerFile, LayerRef,
+                      iter_archive, iter_oci_archive)
 from .cache import BlobCache, default_cache_dir
 from .errors import ImageError
 from .fetcher import LayerFetcher
@@ -146,11 +146,15 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
-def _archive_image(ref: Reference, resolved: ResolvedImage, fetcher: LayerFetcher, compressed: bool) -> ArchiveImage:
+def _archive_image(ref: Reference, resolved: ResolvedImage, fetcher: LayerFetcher, compressed: bool,
+                   held: Optional[Dict[str, LayerRef]] = None) -> ArchiveImage:
     ids = diff_ids(resolved.config)
     blobs: Dict[str, Callable[[], LayerFile]] = {}
     layers = []
     for layer, diff_id in zip(resolved.manifest.layers, ids):
+        if not compressed and held and diff_id in held:  # the destination has it: not even fetched
+            layers.append(ArchiveLayer(diff_id, OCI_LAYER, functools.partial(held.__getitem__, diff_id)))
+            continue
         if layer.digest not in blobs:
             blobs[layer.digest] = fetcher.submit(fetcher.compressed, layer)
         blob = blobs[layer.digest]
@@ -204,9 +208,13 @@ class OpenedImage:
     resolved: ResolvedImage
     fetcher: LayerFetcher
 
-    def archive(self, compressed: bool = False) -> ArchiveImage:
-        """The image to write: layers as the registry serves them (`compressed`) or as plain verified tars."""
-        return _archive_image(self.ref, self.resolved, self.fetcher, compressed)
+    def archive(self, compressed: bool = False, held: Optional[Dict[str, LayerRef]] = None) -> ArchiveImage:
+        """The image to write: layers as the registry serves them (`compressed`) or as plain verified tars.
+
+        Layers whose diff_id is in `held` (the destination holds them already) are
+        not fetched: the archive refers to them instead.
+        """
+        return _archive_image(self.ref, self.resolved, self.fetcher, compressed, held)
 
     @property
     def downloaded(self) -> int:

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Optional, Union
 
-from .archive import (BLOCK, COPY_CHUNK, ArchiveImage, LayerPart, LayerStream, Metadata, Part, StreamPart, _File,
-                      _Layer, oci_entries, padding, tar_header)
+from .archive import (BLOCK, COPY_CHUNK, ArchiveImage, LayerPart, LayerStream, Metadata, Part, RefPart, StreamPart,
+                      _File, _Layer, oci_entries, padding, tar_header)
+from .errors import ImageError
 
 
 def copy_file(src_path: Path, dst_fd: int, size: int, at: Optional[int] = None) -> None:
@@ -121,6 +122,8 @@ class _Writer:
                 self.pool.shutdown(wait=True, cancel_futures=True)
 
     def _write_one(self, part: Part, at: int, chunks: Iterable[bytes]) -> int:
+        if isinstance(part, RefPart):
+            raise ImageError(f"layer {part.digest} is a reference into another store; a file cannot hold it")
         if isinstance(part, Metadata):
             return _put(self.fd, part.data, at)
         if isinstance(part, LayerPart):

@@ -1,0 +1,370 @@
+"""The Keep image store: images as ``arv-keepdocker`` stores them, streamed into Keep with layer-aligned blocks.
+
+What Arvados expects (arvados-python-client / arvados-cwl-runner 3.2.1, and the API
+server's rule for container images):
+
+* a collection with exactly one file at its root, ``sha256:<image id hex>.tar``,
+  the ``docker save`` archive; named ``Docker image <repo, "/" as " ">:<tag>
+  sha256:<5 hex>``, with property ``docker-image-repo-tag``;
+* links to it: ``docker_image_hash`` named ``sha256:<hex>`` and
+  ``docker_image_repo+tag`` named ``<repo>:<tag>``, both with
+  ``properties.image_timestamp`` = the config's ``created``, owned by the target
+  project when there is one. ``keepdocker.list_images_in_arv`` and
+  ``arvados_cwl.arvdocker`` find images by these links only.
+
+How we write it (`KeepArchiveWriter`): the archive's parts (`archive.iter_archive`)
+go into Keep blocks so that every layer starts on a block boundary; tar headers,
+padding and JSON go into small blocks of their own between the layers. The one
+file's segments span all the blocks in order, which the manifest format and the
+Python and Go readers allow. Since Keep is content-addressed, the blocks of a
+layer are the same whatever image holds it; each collection records, per layer,
+where its blocks are (a property ``wes_arvados_layer_<diff_id hex>`` =
+``first:count:size``), so a later image that shares the layer reuses those blocks
+(signed for the caller, who must be able to read that collection) without
+fetching, inflating or uploading the layer again. The layout is deterministic,
+so the same image always gives the same portable data hash.
+
+Blocks are uploaded by a small pool while later ones are produced; at most
+`IN_FLIGHT` blocks (of `KEEP_BLOCK`, 32 MiB) wait for Keep at once, whatever the image size.
+The collection and the links are created only after every block is stored, so a
+failed upload leaves nothing visible.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+from ..archive import LayerPart, LayerRef, Metadata, Part, RefPart, StreamPart, iter_archive, padding, tar_header
+from ..errors import ImageError
+from ..manifest import config_platform, diff_ids
+from .base import ImageStore, StoredImage
+
+if TYPE_CHECKING:
+    from ..pull import OpenedImage
+
+# Keep takes blocks of up to 64 MiB; half that keeps memory low (IN_FLIGHT + 2 blocks at most).
+KEEP_BLOCK = 32 << 20
+IN_FLIGHT = 2
+LAYER_PROPERTY = "wes_arvados_layer_"
+MANIFEST_PROPERTY = "wes_arvados_manifest_digest"
+REPO_TAG_PROPERTY = "docker-image-repo-tag"
+HASH_LINK = "docker_image_hash"
+REPO_TAG_LINK = "docker_image_repo+tag"
+
+
+def split_repo_tag(name: str) -> Tuple[str, str]:
+    """``repo`` and ``tag`` of an image name as written (``latest`` when it has none; a digest is dropped)."""
+    name = name.split("@", 1)[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        return name[:colon], name[colon + 1:]
+    return name, "latest"
+
+
+def collection_name(repo: str, tag: str, image_id: str) -> str:
+    """The collection name arv-keepdocker gives an image."""
+    return f"Docker image {repo.replace('/', ' ')}:{tag} {image_id[:12]}"
+
+
+@dataclass
+class LayerBlocks:
+    """Where one layer's bytes are in a collection's block list."""
+
+    first: int
+    count: int
+    size: int
+
+    def encode(self) -> str:
+        """As a property value."""
+        return f"{self.first}:{self.count}:{self.size}"
+
+    @classmethod
+    def decode(cls, value: str) -> "LayerBlocks":
+        """Inverse of `encode`; `ValueError` if malformed."""
+        first, count, size = (int(v) for v in value.split(":"))
+        return cls(first, count, size)
+
+
+@dataclass
+class KeepArchive:
+    """What `KeepArchiveWriter.write` made: the block locators in file order, the size, each layer's blocks."""
+
+    locators: List[str]
+    size: int
+    layers: Dict[str, LayerBlocks] = field(default_factory=dict)
+
+    def manifest_text(self, filename: str) -> str:
+        """A one-stream manifest whose one file spans every block."""
+        blocks = self.locators or ["d41d8cd98f00b204e9800998ecf8427e+0"]
+        return f". {' '.join(blocks)} 0:{self.size}:{filename}\n"
+
+
+class KeepArchiveWriter:
+    """Puts archive parts into Keep blocks, each layer starting on a block boundary.
+
+    `put` stores one block and returns its (signed) locator; it is called from
+    `jobs` threads.
+    """
+
+    def __init__(self, put: Callable[[bytes], str], jobs: int = 2, block_size: int = KEEP_BLOCK) -> None:
+        self.put = put
+        self.block_size = block_size
+        self.pool = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="keep-put")
+        self.room = threading.BoundedSemaphore(IN_FLIGHT)
+        self.slots: List[Any] = []  # a locator, or the Future of one
+        self.pending = bytearray()  # small bytes between layers
+        self.size = 0
+        self.layers: Dict[str, LayerBlocks] = {}
+
+    def _store(self, data: bytes, slot: Optional[int] = None) -> None:
+        self.room.acquire()
+        try:
+            future: Future = self.pool.submit(self.put, data)
+        except BaseException:
+            self.room.release()
+            raise
+        future.add_done_callback(lambda _: self.room.release())
+        if slot is None:
+            self.slots.append(future)
+        else:
+            self.slots[slot] = future
+
+    def _flush(self) -> None:
+        if self.pending:
+            self._store(bytes(self.pending))
+            self.pending.clear()
+
+    def _metadata(self, data: bytes) -> None:
+        self.pending += data
+        self.size += len(data)
+        while len(self.pending) >= self.block_size:
+            self._store(bytes(self.pending[:self.block_size]))
+            del self.pending[:self.block_size]
+
+    def _layer(self, digest: str, chunks: Iterable[bytes]) -> int:
+        """Store a layer's bytes in blocks of their own; record where they are; return their size."""
+        first, size = len(self.slots), 0
+        block: List[bytes] = []
+        filled = 0
+        for chunk in chunks:
+            size += len(chunk)
+            while chunk:
+                take = chunk[:self.block_size - filled]
+                chunk = chunk[len(take):]
+                block.append(take)
+                filled += len(take)
+                if filled == self.block_size:
+                    self._store(b"".join(block))
+                    block, filled = [], 0
+        if block:
+            self._store(b"".join(block))
+        self.layers[digest] = LayerBlocks(first, len(self.slots) - first, size)
+        self.size += size
+        return size
+
+    def write(self, parts: Iterable[Part]) -> KeepArchive:
+        """Store every part; wait for every block; return the archive's description."""
+        try:
+            for part in parts:
+                if isinstance(part, Metadata):
+                    self._metadata(part.data)
+                elif isinstance(part, RefPart):
+                    self._flush()
+                    self.slots.extend(part.ref)
+                    self.layers[part.digest] = LayerBlocks(len(self.slots) - len(part.ref), len(part.ref), part.size)
+                    self.size += part.size
+                elif isinstance(part, LayerPart):
+                    self._flush()
+                    self._layer(part.digest, part.chunks(self.block_size))
+                else:
+                    self._stream(part)
+            self._flush()
+            locators = [slot.result() if isinstance(slot, Future) else slot for slot in self.slots]
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        return KeepArchive(locators, self.size, self.layers)
+
+    def _stream(self, part: StreamPart) -> None:
+        # The header needs the size, known at the end: its block is reserved before the layer's.
+        before = bytes(self.pending)
+        self.pending.clear()
+        slot = len(self.slots)
+        self.slots.append(None)
+        size = self._layer(part.digest, part.chunks)
+        header = tar_header(part.name, size)
+        self._store(before + header, slot)
+        self.size += len(header)
+        self._metadata(padding(size))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class KeepImageStore(ImageStore):
+    """Images in Keep with arv-keepdocker's collections and links, for an Arvados API client."""
+
+    kind = "keep"
+
+    def __init__(self, api: Any, keep: Any = None, project_uuid: Optional[str] = None, jobs: int = 2,
+                 num_retries: int = 3) -> None:
+        self.api = api
+        if keep is None:
+            import arvados  # here: only the Keep store needs the SDK's Keep client
+
+            keep = arvados.KeepClient(api_client=api, num_retries=num_retries)
+        self.keep = keep
+        self.project_uuid = project_uuid
+        self.jobs = jobs
+        self.num_retries = num_retries
+
+    # ---- the API ----------------------------------------------------------------------------
+
+    def _list(self, resource: str, filters: List[list], **kw: Any) -> List[dict]:
+        items: List[dict] = []
+        while True:
+            page = getattr(self.api, resource)().list(filters=filters, offset=len(items), limit=1000, **kw) \
+                .execute(num_retries=self.num_retries)
+            items += page["items"]
+            if not page["items"] or len(items) >= page.get("items_available", len(items)):
+                return items
+
+    def _link(self, link_class: str, name: str, head_uuid: str, timestamp: Optional[str]) -> None:
+        body: Dict[str, Any] = {"link_class": link_class, "name": name, "head_uuid": head_uuid,
+                                "properties": {"image_timestamp": timestamp} if timestamp else {}}
+        if self.project_uuid:
+            body["owner_uuid"] = self.project_uuid
+        self.api.links().create(body=body).execute(num_retries=self.num_retries)
+
+    def _record(self, name: str, collection: dict, image_id: str) -> StoredImage:
+        size = sum(int(seg.split(":")[1]) for seg in collection["manifest_text"].split()[-1:] if seg.count(":") >= 2)
+        properties = collection.get("properties") or {}
+        return StoredImage(name=name, image_id=image_id, manifest_digest=properties.get(MANIFEST_PROPERTY, ""),
+                           size=size, platform=None, stored_at=collection.get("created_at") or _now(),
+                           location=f"{collection['uuid']} ({collection['portable_data_hash']})")
+
+    # ---- the store --------------------------------------------------------------------------
+
+    def lookup(self, name: str, image_id: str) -> Optional[StoredImage]:
+        """The image's collection if one readable holds it; its repo+tag link is added when missing."""
+        links = self._list("links", [["link_class", "=", HASH_LINK], ["name", "=", image_id]])
+        if not links:
+            return None
+        collections = self._list("collections", [["uuid", "in", [link["head_uuid"] for link in links]]],
+                                 select=["uuid", "portable_data_hash", "manifest_text", "properties", "created_at",
+                                         "owner_uuid"])
+        if not collections:
+            return None
+        collections = [c for c in collections if _is_image_collection(c["manifest_text"])]
+        if not collections:
+            return None
+        owned = [c for c in collections if not self.project_uuid or c["owner_uuid"] == self.project_uuid]
+        collection = (owned or collections)[0]
+        repo_tag = "{}:{}".format(*split_repo_tag(name))
+        tagged = self._list("links", [["link_class", "=", REPO_TAG_LINK], ["name", "=", repo_tag],
+                                      ["head_uuid", "=", collection["uuid"]]])
+        if not tagged:
+            timestamp = next((link["properties"].get("image_timestamp") for link in links
+                              if link["head_uuid"] == collection["uuid"]), None)
+            self._link(REPO_TAG_LINK, repo_tag, collection["uuid"], timestamp)
+        return self._record(name, collection, image_id)
+
+    def held_layers(self, layer_ids: Iterable[str]) -> Dict[str, LayerRef]:
+        """Layers (by diff_id) that a collection the caller can read already holds, with its signed blocks."""
+        held: Dict[str, LayerRef] = {}
+        for diff_id in dict.fromkeys(layer_ids):
+            key = LAYER_PROPERTY + diff_id.split(":", 1)[1]
+            found = self.api.collections().list(filters=[[f"properties.{key}", "exists", True]],
+                                                select=["manifest_text", "properties"], limit=1,
+                                                order=["created_at desc"]).execute(num_retries=self.num_retries)
+            for collection in found["items"]:
+                try:
+                    blocks = LayerBlocks.decode(collection["properties"][key])
+                except (KeyError, ValueError):
+                    continue
+                locators = [t for t in collection["manifest_text"].split("\n", 1)[0].split()[1:] if ":" not in t]
+                if blocks.first + blocks.count <= len(locators):
+                    held[diff_id] = LayerRef(diff_id, blocks.size,
+                                             locators[blocks.first:blocks.first + blocks.count])
+                    break
+        return held
+
+    def put(self, name: str, image: "OpenedImage") -> StoredImage:
+        """Stream the image into Keep (layers already held are reused), then create its collection and links."""
+        config = image.resolved.config
+        image_id = image.resolved.manifest.config.digest
+        held = self.held_layers(diff_ids(config))
+        writer = KeepArchiveWriter(lambda data: self.keep.put(data), self.jobs)
+        written = writer.write(iter_archive(image.archive(held=held)))
+        repo, tag = split_repo_tag(name)
+        filename = f"{image_id}.tar"
+        properties = {REPO_TAG_PROPERTY: f"{repo}:{tag}", MANIFEST_PROPERTY: image.resolved.manifest.digest,
+                      **{LAYER_PROPERTY + d.split(":", 1)[1]: b.encode() for d, b in written.layers.items()}}
+        body: Dict[str, Any] = {"manifest_text": written.manifest_text(filename), "properties": properties,
+                                "name": collection_name(repo, tag, image_id)}
+        if self.project_uuid:
+            body["owner_uuid"] = self.project_uuid
+        collection = self.api.collections().create(body=body, ensure_unique_name=True) \
+            .execute(num_retries=self.num_retries)
+        timestamp = _created(config)
+        self._link(HASH_LINK, image_id, collection["uuid"], timestamp)
+        self._link(REPO_TAG_LINK, f"{repo}:{tag}", collection["uuid"], timestamp)
+        platform = config_platform(config)
+        stored = self._record(name, collection, image_id)
+        return StoredImage(**{**stored.to_json(), "platform": str(platform) if platform else None,
+                              "manifest_digest": image.resolved.manifest.digest})
+
+    def list(self) -> List[StoredImage]:
+        """Images by their repo+tag links, newest image_timestamp first."""
+        links = self._list("links", [["link_class", "=", REPO_TAG_LINK]])
+        hashes = {link["head_uuid"]: link["name"] for link in self._list("links", [["link_class", "=", HASH_LINK]])}
+        links.sort(key=lambda link: (link.get("properties") or {}).get("image_timestamp") or "", reverse=True)
+        heads = [link["head_uuid"] for link in links if link["head_uuid"] in hashes]
+        collections = {c["uuid"]: c for c in self._list("collections", [["uuid", "in", heads]],
+                                                        select=["uuid", "portable_data_hash", "manifest_text",
+                                                                "properties", "created_at"])} if heads else {}
+        return [self._record(link["name"], collections[link["head_uuid"]], hashes[link["head_uuid"]])
+                for link in links if link["head_uuid"] in collections]
+
+
+def _created(config: bytes) -> Optional[str]:
+    import json
+
+    try:
+        created = json.loads(config).get("created")
+    except ValueError:
+        return None
+    return created if isinstance(created, str) else None
+
+
+def _is_image_collection(manifest_text: str) -> bool:
+    try:
+        check_image_collection(manifest_text)
+    except ImageError:
+        return False
+    return True
+
+
+def check_image_collection(manifest_text: str) -> None:
+    """The API server's rule for a container image collection: one file at the root, ``sha256:<64 hex>.tar``."""
+    files = []
+    for line in manifest_text.splitlines():
+        tokens = line.split()
+        if not tokens:
+            continue
+        for token in tokens[1:]:
+            if token.count(":") >= 2 and token.split(":", 2)[0].isdigit():
+                files.append((tokens[0], token.split(":", 2)[2]))
+    names = {f"{stream}/{name}" for stream, name in files}
+    if len(names) != 1 or not next(iter(names)).startswith("./sha256:"):
+        raise ImageError(f"not a Docker image collection: expected one file sha256:<hex>.tar, found {sorted(names)}")
+    hexpart = next(iter(names))[len("./sha256:"):]
+    if not (hexpart.endswith(".tar") and len(hexpart) == 68 and all(c in "0123456789abcdef" for c in hexpart[:64])):
+        raise ImageError(f"not a Docker image collection: {next(iter(names))[2:]} is not sha256:<64 hex>.tar")
+
+
