@@ -148,6 +148,17 @@ def test_arvados_cwl_runner_submits_with_images_imported_by_pull_and_no_docker(
     imported: List[Result] = [_stored(_pull(arvados_double, user["token"], name, *mirror))
                               for name in (f"arvados/jobs:{version}", f"{tool_repo}:1")]
     assert all(result["uploaded"] for result in imported)
+    from arvados_cwl.arvdocker import arv_docker_get_image
+    from arvados_cwl.context import ArvRuntimeContext
+
+    saved_path = os.environ.get("PATH", "")
+    os.environ["PATH"] = str(Path(sys.executable).parent)  # no docker for a-c-r to fall back on
+    try:
+        pdh = arv_docker_get_image(user["api"], {"dockerPull": f"{tool_repo}:1"}, True,
+                                   ArvRuntimeContext({"project_uuid": None}))
+    finally:
+        os.environ["PATH"] = saved_path
+    assert pdh == imported[1]["portable_data_hash"]
     (tmp_path / "wf.cwl").write_text(f"""cwlVersion: v1.2
 class: CommandLineTool
 requirements:
