@@ -24,21 +24,23 @@ where its blocks are (a property ``wes_arvados_layer_<diff_id hex>`` =
 fetching, inflating or uploading the layer again. The layout is deterministic,
 so the same image always gives the same portable data hash.
 
-Blocks are uploaded by a small pool while later ones are produced; at most
-`IN_FLIGHT` blocks (of `KEEP_BLOCK`, 32 MiB) wait for Keep at once, whatever the image size.
+Layers are cut into blocks (and inflated) by one job per core, and blocks are
+uploaded by a small pool while later ones are produced; at most `IN_FLIGHT`
+blocks (of `KEEP_BLOCK`, 16 MiB) wait for Keep at once, whatever the image size.
 The collection and the links are created only after every block is stored, so a
 failed upload leaves nothing visible.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from ..archive import LayerPart, LayerRef, Metadata, Part, RefPart, StreamPart, iter_archive, padding, tar_header
+from ..archive import LayerPart, LayerRef, Metadata, Part, RefPart, iter_archive, padding, tar_header
 from ..errors import ImageError
 from ..manifest import config_platform, diff_ids
 from .base import ImageStore, StoredImage
@@ -46,8 +48,9 @@ from .base import ImageStore, StoredImage
 if TYPE_CHECKING:
     from ..pull import OpenedImage
 
-# Keep takes blocks of up to 64 MiB; half that keeps memory low (IN_FLIGHT + 2 blocks at most).
-KEEP_BLOCK = 32 << 20
+# Keep takes blocks of up to 64 MiB; a quarter of that keeps memory low: at most
+# 2 blocks per layer job (one filling, one joined) and IN_FLIGHT waiting for Keep.
+KEEP_BLOCK = 16 << 20
 IN_FLIGHT = 2
 LAYER_PROPERTY = "wes_arvados_layer_"
 MANIFEST_PROPERTY = "wes_arvados_manifest_digest"
@@ -104,102 +107,139 @@ class KeepArchive:
         return f". {' '.join(blocks)} 0:{self.size}:{filename}\n"
 
 
+class _Layer:
+    """A layer's place in the archive: its blocks (filled by a job, or held already) and its size."""
+
+    def __init__(self, digest: str, name: str = "", locators: Optional[List[str]] = None, size: int = 0) -> None:
+        self.digest, self.name = digest, name
+        self.locators: List[Any] = list(locators or [])  # locators, or Futures of them
+        self.size = size
+        self.job: Optional[Future] = None
+
+
+@dataclass
+class _Header:
+    """The tar header of a streamed layer, known once the layer is done."""
+
+    layer: _Layer
+
+
+@dataclass
+class _Padding:
+    """The padding after a streamed layer, known once the layer is done."""
+
+    layer: _Layer
+
+
 class KeepArchiveWriter:
     """Puts archive parts into Keep blocks, each layer starting on a block boundary.
 
-    `put` stores one block and returns its (signed) locator; it is called from
-    `jobs` threads.
+    Layers are cut into blocks by `jobs` threads at once (inflating them, when
+    they are streamed, is the costly part); the small bytes between layers wait
+    in memory until every layer's size is known, then become blocks of their
+    own. `put` stores one block and returns its (signed) locator; at most
+    `IN_FLIGHT` blocks wait for it at once.
     """
 
     def __init__(self, put: Callable[[bytes], str], jobs: int = 2, block_size: int = KEEP_BLOCK) -> None:
         self.put = put
         self.block_size = block_size
-        self.pool = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="keep-put")
+        self.jobs = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="keep-layer")
+        self.puts = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="keep-put")
         self.room = threading.BoundedSemaphore(IN_FLIGHT)
-        self.slots: List[Any] = []  # a locator, or the Future of one
-        self.pending = bytearray()  # small bytes between layers
-        self.size = 0
-        self.layers: Dict[str, LayerBlocks] = {}
+        self.stop = threading.Event()
+        # The archive in order: small bytes, header and padding of streamed layers, and layers.
+        self.segments: List[Any] = []
 
-    def _store(self, data: bytes, slot: Optional[int] = None) -> None:
+    def _store(self, data: bytes) -> Future:
         self.room.acquire()
         try:
-            future: Future = self.pool.submit(self.put, data)
+            future: Future = self.puts.submit(self.put, data)
         except BaseException:
             self.room.release()
             raise
         future.add_done_callback(lambda _: self.room.release())
-        if slot is None:
-            self.slots.append(future)
-        else:
-            self.slots[slot] = future
+        return future
 
-    def _flush(self) -> None:
-        if self.pending:
-            self._store(bytes(self.pending))
-            self.pending.clear()
-
-    def _metadata(self, data: bytes) -> None:
-        self.pending += data
-        self.size += len(data)
-        while len(self.pending) >= self.block_size:
-            self._store(bytes(self.pending[:self.block_size]))
-            del self.pending[:self.block_size]
-
-    def _layer(self, digest: str, chunks: Iterable[bytes]) -> int:
-        """Store a layer's bytes in blocks of their own; record where they are; return their size."""
-        first, size = len(self.slots), 0
+    def _cut(self, layer: _Layer, chunks: Iterable[bytes]) -> None:
+        """Store a layer's bytes in blocks of their own (a job)."""
         block: List[bytes] = []
         filled = 0
         for chunk in chunks:
-            size += len(chunk)
+            if self.stop.is_set():
+                raise ImageError("the upload was stopped")
+            layer.size += len(chunk)
             while chunk:
                 take = chunk[:self.block_size - filled]
                 chunk = chunk[len(take):]
                 block.append(take)
                 filled += len(take)
                 if filled == self.block_size:
-                    self._store(b"".join(block))
+                    layer.locators.append(self._store(b"".join(block)))
                     block, filled = [], 0
         if block:
-            self._store(b"".join(block))
-        self.layers[digest] = LayerBlocks(first, len(self.slots) - first, size)
-        self.size += size
-        return size
+            layer.locators.append(self._store(b"".join(block)))
+
+    def _add_layer(self, layer: _Layer, chunks: Optional[Iterable[bytes]]) -> None:
+        if chunks is not None:
+            layer.job = self.jobs.submit(self._cut, layer, chunks)
+        self.segments.append(layer)
 
     def write(self, parts: Iterable[Part]) -> KeepArchive:
         """Store every part; wait for every block; return the archive's description."""
         try:
             for part in parts:
                 if isinstance(part, Metadata):
-                    self._metadata(part.data)
+                    self.segments.append(part.data)
                 elif isinstance(part, RefPart):
-                    self._flush()
-                    self.slots.extend(part.ref)
-                    self.layers[part.digest] = LayerBlocks(len(self.slots) - len(part.ref), len(part.ref), part.size)
-                    self.size += part.size
+                    self._add_layer(_Layer(part.digest, part.name, list(part.ref), part.size), None)
                 elif isinstance(part, LayerPart):
-                    self._flush()
-                    self._layer(part.digest, part.chunks(self.block_size))
+                    self._add_layer(_Layer(part.digest, part.name), part.chunks(self.block_size))
                 else:
-                    self._stream(part)
-            self._flush()
-            locators = [slot.result() if isinstance(slot, Future) else slot for slot in self.slots]
+                    layer = _Layer(part.digest, part.name)
+                    self.segments.append(_Header(layer))
+                    self._add_layer(layer, part.chunks)
+                    self.segments.append(_Padding(layer))
+            return self._finish()
+        except BaseException:
+            self.stop.set()
+            raise
         finally:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-        return KeepArchive(locators, self.size, self.layers)
+            self.jobs.shutdown(wait=True, cancel_futures=True)
+            self.puts.shutdown(wait=True, cancel_futures=True)
 
-    def _stream(self, part: StreamPart) -> None:
-        # The header needs the size, known at the end: its block is reserved before the layer's.
-        before = bytes(self.pending)
-        self.pending.clear()
-        slot = len(self.slots)
-        self.slots.append(None)
-        size = self._layer(part.digest, part.chunks)
-        header = tar_header(part.name, size)
-        self._store(before + header, slot)
-        self.size += len(header)
-        self._metadata(padding(size))
+    def _finish(self) -> KeepArchive:
+        for segment in self.segments:
+            if isinstance(segment, _Layer) and segment.job is not None:
+                segment.job.result()
+        slots: List[Any] = []
+        layers: Dict[str, LayerBlocks] = {}
+        pending = bytearray()
+        size = 0
+
+        def flush() -> None:
+            for start in range(0, len(pending), self.block_size):
+                slots.append(self._store(bytes(pending[start:start + self.block_size])))
+            pending.clear()
+
+        for segment in self.segments:
+            if isinstance(segment, _Layer):
+                flush()
+                layers[segment.digest] = LayerBlocks(len(slots), len(segment.locators), segment.size)
+                slots.extend(segment.locators)
+                size += segment.size
+                continue
+            if isinstance(segment, _Header):
+                data = tar_header(segment.layer.name, segment.layer.size)
+            elif isinstance(segment, _Padding):
+                data = padding(segment.layer.size)
+            else:
+                data = segment
+            pending += data
+            size += len(data)
+        flush()
+        locators = [slot.result() if isinstance(slot, Future) else slot for slot in slots]
+        return KeepArchive(locators, size, layers)
 
 
 def _now() -> str:
@@ -211,7 +251,7 @@ class KeepImageStore(ImageStore):
 
     kind = "keep"
 
-    def __init__(self, api: Any, keep: Any = None, project_uuid: Optional[str] = None, jobs: int = 2,
+    def __init__(self, api: Any, keep: Any = None, project_uuid: Optional[str] = None, jobs: int = 0,
                  num_retries: int = 3) -> None:
         self.api = api
         if keep is None:
@@ -220,7 +260,7 @@ class KeepImageStore(ImageStore):
             keep = arvados.KeepClient(api_client=api, num_retries=num_retries)
         self.keep = keep
         self.project_uuid = project_uuid
-        self.jobs = jobs
+        self.jobs = jobs or os.cpu_count() or 1  # layers cut (and inflated) at once
         self.num_retries = num_retries
 
     # ---- the API ----------------------------------------------------------------------------
