@@ -180,3 +180,23 @@ outputs: {{}}
     request = arvados_double.record(done.stdout.strip())
     assert request is not None and request["state"] == "Committed"
     assert request["container_image"] == imported[0]["portable_data_hash"]
+
+
+def test_an_image_already_in_keep_under_another_tag_gets_only_its_repo_tag_link(
+        arvados_double: ArvadosDouble, arvados_client: Client, registry: Registry, repo: str,  # noqa: F811
+        image_factory: ImageFactory, tmp_path: Path) -> None:  # noqa: F811
+    from arvados.commands.keepdocker import list_images_in_arv
+
+    user = new_user(arvados_double, arvados_client, "retag")
+    built = image_factory.docker_schema2()
+    push(registry, repo, "1", built)
+    push(registry, repo, "2", built)
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    first = _stored(_pull(arvados_double, user["token"], f"{registry.host}/{repo}:1", *cache))
+    arvados_double.reset_counters()
+    second = _stored(_pull(arvados_double, user["token"], f"{registry.host}/{repo}:2", *cache))
+    assert arvados_double.keep_put_bytes == 0 and second["uploaded"] is False
+    assert second["collection_uuid"] == first["collection_uuid"]
+    found = list_images_in_arv(user["api"], 3, f"{registry.host}/{repo}", "2")
+    assert [info["collection"] for _, info in found] == [first["collection_uuid"]]
+    assert len(arvados_double.records("collections", owner_uuid=user["uuid"])) == 1
