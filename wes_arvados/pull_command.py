@@ -6,11 +6,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple, TypeVar
 
 from .images.errors import ImageError, InvalidReference
 from .images.progress import Progress, TerminalProgress, human_size, summary_line
-from .images.pull import COMPRESSED, DEFAULT_JOBS, DOCKER_ARCHIVE, FORMATS, LAYER_MODES, PullOptions, pull
+from .images.pull import COMPRESSED, DEFAULT_JOBS, DOCKER_ARCHIVE, FORMATS, LAYER_MODES, PullOptions, PullResult, pull
 from .images.reference import parse_normalized_named
 from .images.registry import RegistryOptions
 from .images.registry.options import parse_mirrors
@@ -22,6 +22,8 @@ from .images.registry.credentials import Credentials, default_docker_config
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+T = TypeVar("T")
 
 DESCRIPTION = """\
 Pull IMAGE from its registry into a file that `docker load`, arv-keepdocker, podman,
@@ -117,20 +119,15 @@ def run_pull(args: argparse.Namespace) -> int:
     except ImageError as exc:
         _fail(args, str(exc))
         return EXIT_USAGE
-    try:
+    def work() -> PullResult:
         options = PullOptions(format=args.format, layers=args.layers or "uncompressed", platform=args.platform,
                               jobs=args.jobs, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-                              use_cache=not args.no_cache, registry=registry_options(args, mirrors), progress=progress)
-        result = pull(args.image, args.output, options)
-    except KeyboardInterrupt:
-        _fail(args, "interrupted")
-        return EXIT_INTERRUPTED
-    except InvalidReference as exc:
-        _fail(args, str(exc))
-        return EXIT_USAGE
-    except (ImageError, OSError) as exc:
-        _fail(args, str(exc))
-        return EXIT_FAILED
+                              use_cache=not args.no_cache, registry=registry_options(args, mirrors),
+                              progress=progress)
+        return pull(args.image, args.output, options)
+    status, result = _guarded(args, work)
+    if result is None:
+        return status
     if args.json:
         print(json.dumps(result.to_json(), sort_keys=True))
     else:
@@ -139,16 +136,27 @@ def run_pull(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_keep(args: argparse.Namespace) -> int:
+def _guarded(args: argparse.Namespace, work: Callable[[], T]) -> Tuple[int, Optional[T]]:
+    """Run `work`; on failure say why (as the command does) and give the exit status instead of a result."""
     try:
-        result = pull_to_keep(args.image, registry_options(args), args.platform, args.project_uuid,
-                              Path(args.cache_dir) if args.cache_dir else None, args.jobs)
+        return 0, work()
+    except KeyboardInterrupt:
+        _fail(args, "interrupted")
+        return EXIT_INTERRUPTED, None
     except InvalidReference as exc:
         _fail(args, str(exc))
-        return EXIT_USAGE
+        return EXIT_USAGE, None
     except (ImageError, OSError) as exc:
         _fail(args, str(exc))
-        return EXIT_FAILED
+        return EXIT_FAILED, None
+
+
+def _run_keep(args: argparse.Namespace) -> int:
+    status, result = _guarded(args, lambda: pull_to_keep(args.image, registry_options(args), args.platform,
+                                                         args.project_uuid,
+                                                         Path(args.cache_dir) if args.cache_dir else None, args.jobs))
+    if result is None:
+        return status
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
@@ -160,14 +168,10 @@ def _run_keep(args: argparse.Namespace) -> int:
 
 
 def _run_remote(args: argparse.Namespace) -> int:
-    try:
-        pull = pull_on_server(args.server, args.image, args.platform, args.registry_config, args.token)
-    except InvalidReference as exc:
-        _fail(args, str(exc))
-        return EXIT_USAGE
-    except ImageError as exc:
-        _fail(args, str(exc))
-        return EXIT_FAILED
+    status, pull = _guarded(args, lambda: pull_on_server(args.server, args.image, args.platform,
+                                                         args.registry_config, args.token))
+    if pull is None:
+        return status
     if args.json:
         print(json.dumps(pull, sort_keys=True))
     else:

@@ -67,6 +67,16 @@ def _server(tmp_path: Path, docker_daemon: DockerDaemon, *args: str, runs: int =
                      env={"DOCKER_HOST": docker_daemon.host}).start()
 
 
+def _run_once(tmp_path: Path, docker_daemon: DockerDaemon, workflow: Path, *args: str) -> dict:
+    """Run `workflow` on a server of its own started with `args`; its RunLog."""
+    wes = _server(tmp_path, docker_daemon, *args)
+    try:
+        client = WesClient(wes.url)
+        return client.wait(client.run(workflow))
+    finally:
+        wes.stop()
+
+
 @pytest.fixture
 def server(tmp_path: Path, docker_daemon: DockerDaemon) -> Iterator[WesServer]:
     wes = _server(tmp_path, docker_daemon)
@@ -228,13 +238,8 @@ def test_wrong_credentials_fail_the_run_before_the_engine(tmp_path: Path, basic_
     config = tmp_path / "config.json"
     wrong = base64.b64encode(b"alice:not-her-password").decode()
     config.write_text(json.dumps({"auths": {basic_registry.host: {"auth": wrong}}}))
-    wes = _server(tmp_path, docker_daemon, "--registry-config", str(config))
-    try:
-        client = WesClient(wes.url)
-        image = f"{basic_registry.host}/{repo}:1"
-        log = client.wait(client.run(_tool(tmp_path, image)))
-    finally:
-        wes.stop()
+    image = f"{basic_registry.host}/{repo}:1"
+    log = _run_once(tmp_path, docker_daemon, _tool(tmp_path, image), "--registry-config", str(config))
     _fails_before_the_engine(log, f"image {image}", "401")
     assert "not-her-password" not in json.dumps(log)
 
@@ -254,13 +259,8 @@ def test_a_registry_refusing_with_429_fails_the_run_after_the_retries(
 
 def test_an_image_the_policy_denies_fails_the_run_before_the_engine(
         tmp_path: Path, registry: Registry, repo: str, docker_daemon: DockerDaemon) -> None:
-    wes = _server(tmp_path, docker_daemon, "--deny-image", f"{registry.host}/*")
-    try:
-        client = WesClient(wes.url)
-        image = f"{registry.host}/{repo}:1"
-        log = client.wait(client.run(_tool(tmp_path, image)))
-    finally:
-        wes.stop()
+    image = f"{registry.host}/{repo}:1"
+    log = _run_once(tmp_path, docker_daemon, _tool(tmp_path, image), "--deny-image", f"{registry.host}/*")
     _fails_before_the_engine(log, f"image {image}", "denied by the server's policy")
 
 
