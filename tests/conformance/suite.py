@@ -4,8 +4,12 @@ It finds the suite (``shared/cwl-v1.2`` beside the project), lists its tests,
 runs cwltest on a selection of them with a given CWL runner — plain cwltool, or
 toil-wes-cwl-runner sending each test to a WES server — and returns each
 test's outcome: passed, failed, or unsupported (the runner exited 33 on a test
-that is not `required`).  Tests tagged `docker` are left out by default: they
-need Docker images.
+that is not `required`).
+
+Tests run one of two ways (`engine_options`): with containers, every test
+included, the tools' Docker images coming from the stand-ins of
+``containers.py``; or with ``--no-container``, tools on the host and the tests
+tagged `docker` (EXCLUDED_TAGS) left out, as they need a container to pass.
 
 cwltest and toil-wes-cwl-runner live in .venv-peers (``make peers``); plain
 cwltool is the project's own (.venv).  cwltest runs through ``cwltest_http.py``
@@ -28,7 +32,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import requests
 import yaml
@@ -63,6 +67,13 @@ CLIENT_LIMITATIONS: Dict[str, str] = {
 
 # Lines for the end of pytest's output (tests/conformance/conftest.py prints them).
 SUMMARY: List[str] = []
+
+
+def add_summary(lines: Iterable[str]) -> None:
+    """Add a section to SUMMARY, after a blank line when another part of the subset wrote one before."""
+    if SUMMARY:
+        SUMMARY.append("")
+    SUMMARY.extend(lines)
 
 
 def suite_dir() -> Path:
@@ -203,11 +214,16 @@ class Runner:
 
 
 # Options given to cwltool in both ways of running, so that they compare like
-# with like.  Tests tagged docker are left out, but many others name a Docker
-# image as a mere hint, which cwltool would then try to pull (there is no
-# registry to pull from here): --no-container runs them on the host instead.
-# Through WES the option travels as a workflow_engine_parameter.
-ENGINE_OPTIONS: Tuple[str, ...] = ("--no-container",)
+# with like; through WES they travel as workflow_engine_parameters.  Without
+# containers, the many tools that name a Docker image as a mere hint run on the
+# host (cwltool would otherwise try to pull the image).
+NO_CONTAINER = "--no-container"
+ENGINE_OPTIONS: Tuple[str, ...] = (NO_CONTAINER,)
+
+
+def engine_options(containers: bool) -> Tuple[str, ...]:
+    """ENGINE_OPTIONS for a run with containers (all but --no-container) or without."""
+    return tuple(o for o in ENGINE_OPTIONS if o != NO_CONTAINER) if containers else ENGINE_OPTIONS
 
 
 def cwltool_runner(options: Sequence[str] = ENGINE_OPTIONS) -> Runner:
@@ -256,35 +272,40 @@ def _parse_junit(path: Path) -> Dict[str, Result]:
 
 
 def run_cwltest(tests: Sequence[ConformanceTest], runner: Runner, workdir: Path, jobs: int = 2,
-                timeout: int = 600, echo: bool = False) -> Dict[str, Result]:
+                timeout: int = 600, echo: bool = False, env: Optional[Mapping[str, str]] = None) -> Dict[str, Result]:
     """Run cwltest on `tests` with `runner`; return each test's result by id.
 
     cwltest's own log goes to ``workdir/cwltest.log`` (and to stderr too with
     `echo`), its JUnit report to ``workdir/junit.xml``; temporary files
-    (cwltest's --outdir and cwltool's work directories) go below ``workdir/tmp``.
+    (cwltest's --outdir and cwltool's work directories) go below ``workdir/tmp``
+    (through TMPDIR), so a Docker daemon on this machine can bind-mount them.
+    `env` is added to the runner's environment (e.g. DOCKER_HOST).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     tmp = workdir / "tmp"
     tmp.mkdir(exist_ok=True)
     test_file = workdir / "tests.json"
-    test_file.write_text(json.dumps([t.to_cwltest() for t in tests], indent=1), encoding="utf-8")
+    # Not ASCII-escaped: cwltest reads the file as YAML, which keeps a JSON surrogate pair
+    # (an emoji's \ud83d\udd7a) as two characters, so the output it expects would be wrong.
+    test_file.write_text(json.dumps([t.to_cwltest() for t in tests], indent=1, ensure_ascii=False),
+                         encoding="utf-8")
     junit = workdir / "junit.xml"
     if junit.exists():
         junit.unlink()
     cmd = [str(PEERS_PYTHON), str(CWLTEST_HTTP), "--test", str(test_file), "--tool", runner.executable,
            "-j", str(jobs), "--timeout", str(timeout), "--junit-xml", str(junit),
            "--classname", runner.name, "--", *runner.args]
-    env = dict(os.environ)
+    environment = {**os.environ, **(env or {})}
     # toil-wes-cwl-runner calls `cwltool --print-deps`: the peers' cwltool, beside it.
-    env["PATH"] = os.pathsep.join([str(PEERS_BIN), env.get("PATH", "")])
-    env["TMPDIR"] = str(tmp)
-    env.pop("PYTHONPATH", None)
+    environment["PATH"] = os.pathsep.join([str(PEERS_BIN), environment.get("PATH", "")])
+    environment["TMPDIR"] = str(tmp)
+    environment.pop("PYTHONPATH", None)
     log_path = workdir / "cwltest.log"
     with open(log_path, "w", encoding="utf-8") as log:
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
         # The suite is read-only; relative test paths are resolved from its directory.
-        proc = subprocess.Popen(cmd, cwd=str(suite_dir()), env=env, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(cmd, cwd=str(suite_dir()), env=environment, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
         assert proc.stdout is not None
         for line in proc.stdout:

@@ -2,8 +2,10 @@
 
 The same ~50 non-docker tests run with the project's plain cwltool and through
 the WES server (toil-wes-cwl-runner); every test that plain cwltool passes must
-pass through WES too.  The counts are printed at the end of pytest's output
-(tests/conformance/conftest.py).  `make conformance` runs the whole suite.
+pass through WES too.  They run without containers (``--no-container``); the
+docker part of the CI subset is test_conformance_docker.py.  The counts are
+printed at the end of pytest's output (tests/conformance/conftest.py).  `make
+conformance` runs the whole suite, with containers.
 
 The subset was chosen once, deterministically, and is fixed here: for each tag
 family below (and for should_fail tests), tests spread evenly over the suite's
@@ -122,10 +124,11 @@ def outcomes(subset: List[suite.ConformanceTest], tmp_path_factory: pytest.TempP
         server.stop()
         server.kill_runs()
     different = suite.differences(subset, plain, wes)
-    suite.SUMMARY[:] = [
+    suite.add_summary([
+        f"without containers ({len(subset)} tests, {' '.join(suite.ENGINE_OPTIONS)}):",
         f"{suite.count_line('cwltool', plain)}  [{plain_seconds:.0f} s]",
         f"{suite.count_line('WES', wes)}  [{wes_seconds:.0f} s]",
-    ]
+    ])
     if different:
         table = suite.outcome_table(different, [("cwltool", plain), ("WES", wes)], suite.CLIENT_LIMITATIONS)
         suite.SUMMARY += ["", table]
