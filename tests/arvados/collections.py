@@ -8,11 +8,12 @@ from . import manifests
 from .auth import Caller
 from .errors import NotFound, PermissionDenied
 from .kinds import Kind, Record
+from .trash import Trashable
 from .records import parse_time
 from .signing import MISSING, check_signature, strip_signature
 
 
-class Collections(Kind):
+class Collections(Trashable, Kind):
     """Collections: manifest rules on save, signatures per reader, trash, get by portable data hash."""
 
     resource = "collections"
@@ -108,14 +109,3 @@ class Collections(Kind):
             raise NotFound()
         return record
 
-    def destroy(self, caller: Caller, record: Record) -> Record:
-        return self.cluster.trash.trash(record)
-
-    def action_trash(self, caller: Caller, uuid: str, params: Dict[str, Any], attrs: Record) -> Record:
-        """collections.trash: move into the trash."""
-        return self.render(caller, self.cluster.controller.write_access(caller, self, uuid, params, self.destroy))
-
-    def action_untrash(self, caller: Caller, uuid: str, params: Dict[str, Any], attrs: Record) -> Record:
-        """collections.untrash: take out of the trash."""
-        return self.render(caller, self.cluster.controller.write_access(
-            caller, self, uuid, dict(params, include_trash=True), self.cluster.trash.untrash))

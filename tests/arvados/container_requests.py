@@ -37,6 +37,7 @@ class ContainerRequests(Kind):
     """Container requests: validations, the per-state whitelist, commit into a container, finalize."""
 
     resource = "container_requests"
+    hidden = HIDDEN
 
     def attribute_type(self, name: str) -> Optional[str]:
         return HIDDEN_TYPES.get(name) or super().attribute_type(name)
@@ -56,12 +57,6 @@ class ContainerRequests(Kind):
         return ({"container": containers.columns},
                 lambda record, table, column: (self.store.get("containers", record.get("container_uuid") or "")
                                                or {}).get(column))
-
-    def render(self, caller: Caller, record: Record) -> Record:
-        out = super().render(caller, record)
-        for attr in HIDDEN:
-            out.pop(attr, None)
-        return out
 
     # ---- validation ------------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ class Containers(Kind):
     """Containers: state machine, who may change what, runtime tokens, retries, priorities."""
 
     resource = "containers"
+    hidden = HIDDEN
     creatable_by_users = False
 
     def attribute_type(self, name: str) -> Optional[str]:
@@ -80,12 +81,6 @@ class Containers(Kind):
         if record is None or not any(c["uuid"] == key for c in self.visible(caller, params)):
             raise NotFound()
         return record
-
-    def render(self, caller: Caller, record: Record) -> Record:
-        out = super().render(caller, record)
-        for attr in HIDDEN:
-            out.pop(attr, None)
-        return out
 
     # ---- validation ------------------------------------------------------------------------------
 

@@ -6,9 +6,10 @@ from typing import Any, Dict, List, Optional
 
 from .auth import Caller
 from .kinds import Kind, Record
+from .trash import Trashable
 
 
-class Groups(Kind):
+class Groups(Trashable, Kind):
     """Groups: names default to the uuid, roles belong to the system user, trash rules."""
 
     resource = "groups"
@@ -47,14 +48,3 @@ class Groups(Kind):
             records += [r for r in self.store.where("groups", group_class="role") if r["uuid"] not in seen]
         return self.cluster.trash.visible(records, params)
 
-    def destroy(self, caller: Caller, record: Record) -> Record:
-        return self.cluster.trash.trash(record)
-
-    def action_trash(self, caller: Caller, uuid: str, params: Dict[str, Any], attrs: Record) -> Record:
-        """groups.trash: move into the trash."""
-        return self.render(caller, self.cluster.controller.write_access(caller, self, uuid, params, self.destroy))
-
-    def action_untrash(self, caller: Caller, uuid: str, params: Dict[str, Any], attrs: Record) -> Record:
-        """groups.untrash: take out of the trash."""
-        return self.render(caller, self.cluster.controller.write_access(
-            caller, self, uuid, dict(params, include_trash=True), self.cluster.trash.untrash))

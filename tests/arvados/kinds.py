@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from .auth import Caller
 from .errors import Invalid, NotFound
@@ -39,6 +39,8 @@ class Kind:
     """A resource's behaviour; subclasses override the hooks they need."""
 
     resource = ""
+    # Attributes a client may write but never reads back (secrets).
+    hidden: Tuple[str, ...] = ()
     unique_name_index = ""  # name of the (owner_uuid, name) unique index, if the table has one
     creatable_by_users = True
 
@@ -105,9 +107,10 @@ class Kind:
         return self.render(caller, self.lookup(caller, key, params))
 
     def render(self, caller: Caller, record: Record) -> Record:
-        """The record as the API shows it to the caller (before `select`)."""
+        """The record as the API shows it to the caller (before `select`); `hidden` attributes never show."""
         out = {"kind": self.kind, "etag": self.etag(record)}
-        out.update({name: copy.deepcopy(record.get(name)) for name in self.columns if name not in ("kind", "etag")})
+        out.update({name: copy.deepcopy(record.get(name)) for name in self.columns
+                    if name not in ("kind", "etag") and name not in self.hidden})
         return out
 
     def attribute_type(self, name: str) -> Optional[str]:

@@ -61,3 +61,23 @@ class Trash:
         record["trash_at"] = old["trash_at"]
         self.apply(old, record)
         return record
+
+
+class Trashable:
+    """The trash, untrash and delete actions of a kind whose records go to the trash (collections, groups)."""
+
+    cluster: Any
+
+    def destroy(self, caller: Any, record: Dict[str, Any]) -> Dict[str, Any]:
+        """delete: into the trash."""
+        return self.cluster.trash.trash(record)
+
+    def action_trash(self, caller: Any, uuid: str, params: Dict[str, Any], attrs: Dict[str, Any]) -> Dict[str, Any]:
+        """<kind>.trash: move into the trash."""
+        return self.render(caller, self.cluster.controller.write_access(  # type: ignore[attr-defined]
+            caller, self, uuid, params, self.destroy))
+
+    def action_untrash(self, caller: Any, uuid: str, params: Dict[str, Any], attrs: Dict[str, Any]) -> Dict[str, Any]:
+        """<kind>.untrash: take out of the trash."""
+        return self.render(caller, self.cluster.controller.write_access(  # type: ignore[attr-defined]
+            caller, self, uuid, dict(params, include_trash=True), self.cluster.trash.untrash))
