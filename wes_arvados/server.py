@@ -11,7 +11,7 @@ import threading
 from typing import List
 
 from .config import RESOLVED_ENV, Config
-from .local.processes import die_with_parent
+from .processes import die_with_parent
 from .local.scheduler import Scheduler
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import urllib.parse
 from pathlib import Path
@@ -21,6 +20,7 @@ from wes_arvados.images.cwl import ImageNeed, WorkflowLoadError, find_images
 from wes_arvados.images.errors import ImageError
 
 from ..conformance.suite import INDEX, load_tests, suite_dir
+from ..wes import require
 
 SUITE_IMAGES = {"docker.io/debian:stable-slim", "docker.io/python:3-slim", "docker.io/bash:4.4",
                 "docker.io/alpine:latest"}
@@ -341,10 +341,7 @@ def test_twenty_step_workflow_takes_well_under_a_second(tmp_path: Path) -> None:
 
 
 def test_docker_conformance_tools_need_only_the_suite_images() -> None:
-    if not (suite_dir() / INDEX).is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the CWL v1.2 conformance suite is missing: {suite_dir() / INDEX}")
-        pytest.skip(f"the CWL v1.2 conformance suite is missing: {suite_dir() / INDEX}")
+    require((suite_dir() / INDEX).is_file(), f"the CWL v1.2 conformance suite is missing: {suite_dir() / INDEX}")
     tools = sorted({t.tool for t in load_tests() if "docker" in t.tags})
     assert tools, "no conformance test is tagged docker"
     problems: List[str] = []

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 from ..errors import NotFound
+from ..processes import alive, start_time
 from ..sqlite import Database
 from .errors import ImageError
 from .registry import AuthConfig
@@ -44,22 +45,13 @@ CREATE TABLE IF NOT EXISTS image_pulls (
     store TEXT,
     error TEXT,
     owner_pid INTEGER NOT NULL,
-    owner_boot TEXT NOT NULL
+    owner_started REAL
 );
 """
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _process_token(pid: int) -> Optional[str]:
-    """What tells a process apart from a later one with the same pid: its start time in clock ticks."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
 
 
 @dataclass
@@ -108,9 +100,9 @@ class ImagePulls:
         pull_id = uuid.uuid4().hex
         pid = os.getpid()
         self._conn().execute(
-            "INSERT INTO image_pulls (id, image, platform, state, submitted_time, store, owner_pid, owner_boot) "
+            "INSERT INTO image_pulls (id, image, platform, state, submitted_time, store, owner_pid, owner_started) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (pull_id, image, platform, QUEUED, _now(), service.store.kind, pid, _process_token(pid) or ""))
+            (pull_id, image, platform, QUEUED, _now(), service.store.kind, pid, start_time(pid)))
         thread = threading.Thread(target=self._pull, args=(service, pull_id, image, platform, credentials),
                                   name=f"image-pull-{pull_id[:8]}", daemon=True)
         thread.start()
@@ -137,10 +129,10 @@ class ImagePulls:
         row = self._conn().execute("SELECT * FROM image_pulls WHERE id = ?", (pull_id,)).fetchone()
         if row is None:
             raise NotFound(f"no image pull with id {pull_id!r}")
-        if row["state"] in UNFINISHED and _process_token(row["owner_pid"]) != row["owner_boot"]:
+        if row["state"] in UNFINISHED and not alive(row["owner_pid"], row["owner_started"]):
             self._update(pull_id, state=SYSTEM_ERROR, end_time=_now(),
                          error="the server process doing this pull stopped before it finished; ask again")
             row = self._conn().execute("SELECT * FROM image_pulls WHERE id = ?", (pull_id,)).fetchone()
-        fields = {k: row[k] for k in row.keys() if k not in ("owner_pid", "owner_boot")}
+        fields = {k: row[k] for k in row.keys() if k not in ("owner_pid", "owner_started")}
         fields["cached"] = None if fields["cached"] is None else bool(fields["cached"])
         return ImagePull(**fields)

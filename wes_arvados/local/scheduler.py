@@ -16,7 +16,7 @@ from typing import Dict, Optional
 
 from ..config import RESOLVED_ENV, Config
 from ..states import ACTIVE, RUNNER_SOFTWARE_EXIT, State
-from .processes import alive, kill_engine, start_time
+from ..processes import alive, kill_engine, start_time
 from .rundir import RunDir, read_json
 from .store import RunRow, RunStore, utcnow
 

@@ -18,7 +18,7 @@ from ..states import IMAGES_UNAVAILABLE_EXIT, RUNNER_SOFTWARE_EXIT, State, state
 from .engine_options import cwltool_arguments, load_engine_request
 from . import handoff
 from .images import prepare_images
-from .processes import kill_group, start_time
+from ..processes import kill_group, start_time
 from .rundir import RunDir, write_json
 from .store import RunStore, utcnow
 

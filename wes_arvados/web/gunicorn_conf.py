@@ -1,6 +1,6 @@
 """Gunicorn settings used by `wes-arvados serve`."""
 
-from wes_arvados.local.processes import die_with_parent
+from wes_arvados.processes import die_with_parent
 
 worker_class = "uvicorn_worker.UvicornWorker"
 graceful_timeout = 20

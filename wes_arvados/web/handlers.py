@@ -12,6 +12,7 @@ import flask
 from ..backend.base import Backend
 from ..config import Config
 from ..errors import BadRequest
+from ..images.registry import AuthConfig
 from ..images.registry.credentials import REGISTRY_AUTH_HEADER, parse_registry_auth
 from ..service_info import service_info
 from ..states import State
@@ -39,6 +40,12 @@ def _page_size(page_size: Optional[int]) -> int:
     if page_size < 1:
         raise BadRequest("page_size must be at least 1")
     return min(page_size, MAX_PAGE_SIZE)
+
+
+def _registry_credentials() -> Optional[Dict[str, AuthConfig]]:
+    """The request's X-Registry-Auth credentials, for its own pulls only (`BadRequest` family if malformed)."""
+    header = flask.request.headers.get(REGISTRY_AUTH_HEADER)
+    return parse_registry_auth(header) if header else None
 
 
 def get_service_info() -> Dict[str, Any]:
@@ -80,8 +87,7 @@ def _form() -> Tuple[Dict[str, str], List[Attachment]]:
 def run_workflow(*_args: Any, **_kwargs: Any) -> Dict[str, str]:
     """RunWorkflow: stage the request, hand it to the backend, return the run id."""
     backend, config = _context()
-    header = flask.request.headers.get(REGISTRY_AUTH_HEADER)
-    credentials = parse_registry_auth(header) if header else None  # before anything is staged
+    credentials = _registry_credentials()  # before anything is staged
     form, attachments = _form()
     check_engine(form.get("workflow_engine"), form.get("workflow_engine_version"), backend.engine_versions())
     submission = parse_submission(
@@ -152,9 +158,7 @@ def get_output_file(run_id: str, path: str) -> Any:
 def pull_image(body: Dict[str, Any]) -> Tuple[Dict[str, str], int]:
     """PullImage: check the image and start importing it; 202 with the pull's id."""
     backend, _ = _context()
-    header = flask.request.headers.get(REGISTRY_AUTH_HEADER)
-    credentials = parse_registry_auth(header) if header else None
-    pull_id = backend.pull_image(body["image"], body.get("platform") or None, credentials)
+    pull_id = backend.pull_image(body["image"], body.get("platform") or None, _registry_credentials())
     return {"pull_id": pull_id}, 202
 
 

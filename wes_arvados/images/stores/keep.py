@@ -282,7 +282,7 @@ class KeepImageStore(ImageStore):
         self.api.links().create(body=body).execute(num_retries=self.num_retries)
 
     def _record(self, name: str, collection: dict, image_id: str) -> StoredImage:
-        size = sum(int(seg.split(":")[1]) for seg in collection["manifest_text"].split()[-1:] if seg.count(":") >= 2)
+        size = int(collection["manifest_text"].split()[-1].split(":")[1])  # our one file: "0:SIZE:name"
         properties = collection.get("properties") or {}
         return StoredImage(name=name, image_id=image_id, manifest_digest=properties.get(MANIFEST_PROPERTY, ""),
                            size=size, platform=None, stored_at=collection.get("created_at") or _now(),
