@@ -1,7 +1,5 @@
 """`python -m wes_arvados` is the `wes-arvados` command."""
 
-import sys
+from .cli import entry
 
-from .cli import main
-
-sys.exit(main())
+entry()

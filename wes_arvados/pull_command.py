@@ -14,8 +14,6 @@ from .images.pull import COMPRESSED, DEFAULT_JOBS, DOCKER_ARCHIVE, FORMATS, LAYE
 from .images.reference import parse_normalized_named
 from .images.registry import RegistryOptions
 from .images.registry.options import parse_mirrors
-from .pull_keep import pull_to_keep
-from .pull_remote import api_base, pull_on_server
 from .images.registry.credentials import Credentials, default_docker_config
 
 # Exit statuses: 1 the pull failed, 2 the command line is wrong (as argparse), 130 interrupted.
@@ -152,6 +150,8 @@ def _guarded(args: argparse.Namespace, work: Callable[[], T]) -> Tuple[int, Opti
 
 
 def _run_keep(args: argparse.Namespace) -> int:
+    from .pull_keep import pull_to_keep  # here: a pull into a file needs neither Keep nor a server
+
     status, result = _guarded(args, lambda: pull_to_keep(args.image, registry_options(args), args.platform,
                                                          args.project_uuid,
                                                          Path(args.cache_dir) if args.cache_dir else None, args.jobs))
@@ -168,6 +168,8 @@ def _run_keep(args: argparse.Namespace) -> int:
 
 
 def _run_remote(args: argparse.Namespace) -> int:
+    from .pull_remote import api_base, pull_on_server
+
     status, pull = _guarded(args, lambda: pull_on_server(args.server, args.image, args.platform,
                                                          args.registry_config, args.token))
     if pull is None:

@@ -9,14 +9,15 @@ import json
 import os
 import tarfile
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, Iterator, List, Sequence
 
 import pytest
 
 from wes_arvados.images import writer
-from wes_arvados.images.archive import (ArchiveImage, ArchiveLayer, LayerFile, LayerPart, LayerStream, Metadata,
-                                        StreamPart, iter_archive, iter_oci_archive, legacy_ids, tar_header)
+from wes_arvados.images.archive import (ArchiveImage, ArchiveLayer, DeliveredPart, LayerFile, LayerPart, LayerStream,
+                                        Metadata, StreamPart, iter_archive, iter_oci_archive, legacy_ids, tar_header)
 from wes_arvados.images.writer import write_archive, write_oci_directory, write_parts
 
 from .builder import Image, ImageFactory, digest_of, layer
@@ -342,3 +343,70 @@ def test_a_failing_stream_in_parallel_stops_the_others_and_raises_its_own_error(
             write_parts(fd, parts, jobs=2)
     finally:
         os.close(fd)
+
+
+def _delivering(built: ArchiveImage, pool: ThreadPoolExecutor, calls: List[int]) -> ArchiveImage:
+    """`built` with every layer also deliverable: written into the file by `pool`, as a fetcher does."""
+    def deliver(file: LayerFile, fd: int, offset: int, stop: threading.Event) -> Future:
+        calls.append(offset)
+        data = file.path.read_bytes()
+
+        def write() -> LayerFile:
+            for i in range(0, len(data), 1000):  # in pieces, as a download arrives
+                writer.write_at(fd, data[i:i + 1000], offset + i)
+            return file
+        return pool.submit(write)
+    layers = []
+    for lay in built.layers:
+        file = lay.data()
+        assert isinstance(file, LayerFile)
+        layers.append(ArchiveLayer(lay.digest, lay.media_type, lambda file=file: file,
+                                   lambda fd, at, stop, file=file: deliver(file, fd, at, stop), file.size))
+    built.layers = layers
+    return built
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_delivered_layers_land_where_copied_ones_would(jobs: int, tmp_path: Path, image_factory: ImageFactory) -> None:
+    image = image_factory.many_layers(5)
+    copied = tmp_path / "copied.tar"
+    write_archive(copied, iter_archive(_archive_image(image, tmp_path, compressed=True)))
+    calls: List[int] = []
+    delivered = tmp_path / "delivered.tar"
+    with ThreadPoolExecutor(3) as pool:
+        built = _delivering(_archive_image(image, tmp_path, compressed=True), pool, calls)
+        size = write_archive(delivered, iter_archive(built, deliverable=True), jobs)
+    assert delivered.read_bytes() == copied.read_bytes() and size == copied.stat().st_size
+    assert len(calls) == len(image.layers) and calls == sorted(calls)
+    # Without `deliverable` (a consumer that cannot take deliveries) the layers are read as files.
+    calls.clear()
+    again = tmp_path / "again.tar"
+    write_archive(again, iter_archive(built))
+    assert calls == [] and again.read_bytes() == copied.read_bytes()
+
+
+def test_a_failing_delivery_stops_the_others_before_the_file_is_closed(tmp_path: Path) -> None:
+    started, finished = threading.Event(), threading.Event()
+    stops: List[threading.Event] = []
+
+    def endless(fd: int, offset: int, stop: threading.Event) -> None:
+        stops.append(stop)
+        started.set()
+        try:
+            while not stop.is_set():
+                writer.write_at(fd, bytes(100), offset)
+            raise writer.Stopped()
+        finally:
+            finished.set()
+
+    def failing(fd: int, offset: int, stop: threading.Event) -> None:
+        started.wait(10)
+        raise ValueError("digest mismatch")
+
+    with ThreadPoolExecutor(2) as pool:
+        parts = [DeliveredPart("a", "", 10 ** 9, lambda *args: pool.submit(endless, *args)),
+                 DeliveredPart("b", "", 1, lambda *args: pool.submit(failing, *args))]
+        with pytest.raises(ValueError, match="digest mismatch"):
+            write_archive(tmp_path / "out", parts, jobs=2)
+        # write_archive closed its file only after the endless delivery had stopped writing into it.
+        assert finished.is_set() and stops[0].is_set()

@@ -233,7 +233,8 @@ def test_a_changed_tag_fetches_only_the_new_blobs(fault_proxy: FaultProxy, regis
     assert fault_proxy.blob_gets(updated.layers[1].digest) == 1
 
 
-def test_concurrent_pulls_fetch_each_blob_once(fault_proxy: FaultProxy, registry: Registry, repo: str,
+@pytest.mark.parametrize("layers", ["uncompressed", "compressed"])
+def test_concurrent_pulls_fetch_each_blob_once(layers: str, fault_proxy: FaultProxy, registry: Registry, repo: str,
                                                tmp_path: Path, image_factory: ImageFactory) -> None:
     image = image_factory.docker_schema2()
     push(registry, repo, "1", image)
@@ -241,13 +242,14 @@ def test_concurrent_pulls_fetch_each_blob_once(fault_proxy: FaultProxy, registry
     cache = tmp_path / "cache"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     processes = [subprocess.Popen([sys.executable, "-m", "wes_arvados", "pull", ref, "-o", str(tmp_path / f"p{i}.tar"),
-                                   "--cache-dir", str(cache), "--json"], stdout=subprocess.PIPE, env=env, cwd=tmp_path)
+                                   "--cache-dir", str(cache), "--json", "--layers", layers],
+                                  stdout=subprocess.PIPE, env=env, cwd=tmp_path)
                  for i in range(3)]
     errors: List[BaseException] = []
 
     def one(i: int) -> None:
         try:
-            pull(ref, tmp_path / f"t{i}.tar", PullOptions(cache_dir=cache))
+            pull(ref, tmp_path / f"t{i}.tar", PullOptions(cache_dir=cache, layers=layers))
         except BaseException as exc:  # reported below
             errors.append(exc)
     threads = [threading.Thread(target=one, args=(i,)) for i in range(10)]
@@ -263,20 +265,22 @@ def test_concurrent_pulls_fetch_each_blob_once(fault_proxy: FaultProxy, registry
         assert fault_proxy.blob_gets(digest) == 1, digest
     outputs = {(tmp_path / name).read_bytes() for name in os.listdir(tmp_path) if name.endswith(".tar")}
     assert len(outputs) == 1
-    check_docker_archive(tmp_path / "t0.tar", image, [ref])
+    check_docker_archive(tmp_path / "t0.tar", image, [ref], compressed=layers == "compressed")
 
 
 # ---- faults -----------------------------------------------------------------------------------
 
 
-def test_a_connection_reset_mid_blob_is_resumed(fault_proxy: FaultProxy, registry: Registry, repo: str,
+@pytest.mark.parametrize("layers", ["uncompressed", "compressed"])
+def test_a_connection_reset_mid_blob_is_resumed(layers: str, fault_proxy: FaultProxy, registry: Registry, repo: str,
                                                 tmp_path: Path, image_factory: ImageFactory) -> None:
     image = image_factory.docker_schema2()
     push(registry, repo, "1", image)
     busybox = image.layers[0]
     fault_proxy.add_rule(f"/blobs/{busybox.digest}$", Reset(after_bytes=busybox.size // 2), method="GET")
-    _, out = pull_into(tmp_path, f"{fault_proxy.host}/{repo}:1")
-    check_docker_archive(out, image, [f"{fault_proxy.host}/{repo}:1"])
+    _, out = pull_into(tmp_path, f"{fault_proxy.host}/{repo}:1", layers=layers)
+    # With compressed layers the bytes went into the output as they arrived, across the resume.
+    check_docker_archive(out, image, [f"{fault_proxy.host}/{repo}:1"], compressed=layers == "compressed")
     assert fault_proxy.blob_gets(busybox.digest) == 2
 
 

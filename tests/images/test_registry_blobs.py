@@ -17,7 +17,6 @@ from http.server import BaseHTTPRequestHandler
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import pytest
-import requests
 
 from wes_arvados.images.errors import DigestMismatch, NotFoundError, RegistryError, TooManyRequests
 from wes_arvados.images.manifest import (ACCEPT, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_SCHEMA2, OCI_INDEX,
@@ -26,6 +25,7 @@ from wes_arvados.images.reference import parse_normalized_named
 from wes_arvados.images.registry import RegistryOptions, Repository
 from wes_arvados.images.registry.credentials import AuthConfig, Credentials
 from wes_arvados.images.registry.retry import retry_after
+from wes_arvados.images.registry.session import Response
 
 from ..threaded import ThreadedServer
 from .builder import Image, ImageFactory, push
@@ -385,12 +385,13 @@ def test_an_unreachable_registry_fails_after_retries_naming_it() -> None:
     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # in the past: no wait
 ])
 def test_retry_after_reads_seconds_and_http_dates(value: str, seconds: Optional[float]) -> None:
-    response = requests.Response()
-    response.headers["Retry-After"] = value
-    assert retry_after(response) == seconds
+    assert retry_after(_answer({"Retry-After": value})) == seconds
 
 
 def test_retry_after_in_the_future_is_waited_for() -> None:
-    response = requests.Response()
-    response.headers["Retry-After"] = email.utils.formatdate(time.time() + 30, usegmt=True)
+    response = _answer({"Retry-After": email.utils.formatdate(time.time() + 30, usegmt=True)})
     assert 28 <= (retry_after(response) or 0) <= 30
+
+
+def _answer(headers: Mapping[str, str]) -> Response:
+    return Response(429, "Too Many Requests", headers, "http://registry.example/v2/", {})

@@ -10,7 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import ipaddress
+import socket
 import ssl
+import threading
+import time
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -29,7 +32,7 @@ from wes_arvados.images.registry import RegistryOptions, Repository
 from wes_arvados.images.registry.credentials import AuthConfig, Credentials
 from wes_arvados.images.registry.mirror import endpoints, mirror_endpoint
 from wes_arvados.images.registry.scheme import is_loopback, scheme_for
-from wes_arvados.images.registry.session import make_session
+from wes_arvados.images.registry.session import BrokenConnection, make_session, proxy_for
 
 from ..threaded import ThreadedServer
 from ..wes import free_port
@@ -40,6 +43,8 @@ from .test_registry_blobs import StaticRegistry
 
 FAST = RegistryOptions(backoff=0.01, max_attempts=3)
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+# A registry name that only the test proxy resolves; the test certificate is also issued to it.
+TLS_NAME = "registry.example"
 
 
 # ------------------------------------------------------------------------------------ scheme
@@ -86,35 +91,95 @@ def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-def test_the_session_takes_proxies_from_the_environment_but_not_for_loopback(
-        no_proxy_environment: pytest.MonkeyPatch) -> None:
+def test_proxies_come_from_the_environment_and_never_serve_loopback(no_proxy_environment: pytest.MonkeyPatch) -> None:
     env = no_proxy_environment
     env.setenv("HTTPS_PROXY", "http://proxy.example:3128")
-    env.setenv("HTTP_PROXY", "http://proxy.example:3128")
-    session = make_session(RegistryOptions())
-    assert session.trust_env
+    env.setenv("HTTP_PROXY", "plain.example:8080")  # no scheme: http, as Go and curl read it
+    assert proxy_for("https://registry.example/v2/") == "http://proxy.example:3128"
+    assert proxy_for("http://registry.example:5000/v2/") == "http://plain.example:8080"
+    for url in ("http://127.0.0.1:5000/v2/", "http://localhost:5000/v2/", "http://[::1]:5000/v2/",
+                "https://registry.localhost/v2/"):
+        assert proxy_for(url) is None
+    env.setenv("https_proxy", "http://lower.example:3128")
+    assert proxy_for("https://registry.example/v2/") == "http://proxy.example:3128"  # Go reads the upper case first
+    env.delenv("HTTPS_PROXY")
+    env.delenv("HTTP_PROXY")
+    env.delenv("https_proxy")
+    assert proxy_for("https://registry.example/v2/") is None
+    env.setenv("ALL_PROXY", "http://all.example:1080")
+    assert proxy_for("https://registry.example/v2/") == "http://all.example:1080"
 
-    def proxies(url: str) -> Mapping[str, str]:
-        return session.merge_environment_settings(url, {}, None, None, None)["proxies"]
 
-    assert proxies("https://registry.example/v2/")["https"] == "http://proxy.example:3128"
-    for url in ("http://127.0.0.1:5000/v2/", "http://localhost:5000/v2/", "http://[::1]:5000/v2/"):
-        assert proxies(url) == {}
-    env.setenv("NO_PROXY", "registry.example")
-    assert "https" not in proxies("https://registry.example/v2/")
+@pytest.mark.parametrize("no_proxy,url,bypassed", [
+    ("registry.example", "https://registry.example/v2/", True),
+    ("registry.example", "https://eu.registry.example/v2/", True),
+    ("registry.example", "https://myregistry.example/v2/", False),
+    (".example", "https://registry.example/v2/", True),
+    ("*.example", "https://registry.example/v2/", True),
+    ("other.example, registry.example", "https://registry.example/v2/", True),
+    ("registry.example:5000", "https://registry.example:5000/v2/", True),
+    ("registry.example:5000", "https://registry.example/v2/", False),
+    ("10.0.0.0/8", "https://10.1.2.3/v2/", True),
+    ("10.0.0.0/8", "https://192.168.1.1/v2/", False),
+    ("192.168.1.1", "https://192.168.1.1:5000/v2/", True),
+    ("[fd00::1]:5000", "https://[fd00::1]:5000/v2/", True),
+    ("*", "https://anything.example/v2/", True),
+])
+def test_no_proxy_excludes_names_subdomains_addresses_networks_and_ports(
+        no_proxy_environment: pytest.MonkeyPatch, no_proxy: str, url: str, bypassed: bool) -> None:
+    no_proxy_environment.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    no_proxy_environment.setenv("NO_PROXY", no_proxy)
+    assert (proxy_for(url) is None) == bypassed
 
 
-def test_the_ca_bundle_option_wins_over_requests_ca_bundle(tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "other.pem"))
-    session = make_session(RegistryOptions(ca_bundle=str(tmp_path / "ca.pem"), user_agent="wes-test/1"))
-    assert session.verify == str(tmp_path / "ca.pem") and session.headers["User-Agent"] == "wes-test/1"
-    settings = session.merge_environment_settings("https://registry.example/v2/", {}, None, None, None)
-    assert settings["verify"] == str(tmp_path / "ca.pem")
+def _one_answer_per_connection(bodies: List[bytes]) -> Tuple[socket.socket, List[bytes], threading.Thread]:
+    """A server that answers one request per connection (as keep-alive, then closes), `bodies` in turn.
+
+    A body longer than its Content-Length says is cut: the answer claims one byte more than it sends.
+    """
+    server = socket.create_server(("127.0.0.1", 0))
+    seen: List[bytes] = []
+
+    def serve() -> None:
+        for body in bodies:
+            conn, _ = server.accept()
+            with conn:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(65536)
+                seen.append(request)
+                length = len(body) + (1 if body.startswith(b"cut") else 0)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % length + body)
+        server.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server, seen, thread
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_without_a_retry_delay() -> None:
+    server, seen, thread = _one_answer_per_connection([b"first", b"second"])
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/v2/"
+    session = make_session(RegistryOptions(user_agent="wes-test/1"))
+    assert session.request("GET", url).content == b"first"
+    started = time.monotonic()
+    assert session.request("GET", url).content == b"second"  # the idle connection was closed by then
+    assert time.monotonic() - started < RegistryOptions().backoff  # no retry with backoff, a fresh connection
+    thread.join(5)
+    assert len(seen) == 2 and all(b"User-Agent: wes-test/1" in request for request in seen)
+
+
+def test_a_body_cut_short_is_a_broken_connection_not_an_end() -> None:
+    server, _, thread = _one_answer_per_connection([b"cut short"])
+    response = make_session(RegistryOptions()).request("GET", f"http://127.0.0.1:{server.getsockname()[1]}/")
+    assert response.read1(1024) == b"cut short"
+    with pytest.raises(BrokenConnection, match="1 bytes of the body unread"):
+        response.read1(1024)
+    thread.join(5)
 
 
 def _certificate(tmp_path: Path) -> Tuple[Path, Path, Path]:
-    """A CA, and a certificate it signed for 127.0.0.1: (ca.pem, server.pem, server.key)."""
+    """A CA, and a certificate it signed for 127.0.0.1 and TLS_NAME: (ca.pem, server.pem, server.key)."""
     now = dt.datetime.now(dt.timezone.utc)
 
     def build(subject: str, issuer: x509.Name, public_key, signing_key, ca: bool) -> x509.Certificate:
@@ -125,7 +190,8 @@ def _certificate(tmp_path: Path) -> Tuple[Path, Path, Path]:
                    .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
         if not ca:
             builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                             x509.DNSName(TLS_NAME)]), critical=False)
         return builder.sign(signing_key, hashes.SHA256())
 
     ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
@@ -163,7 +229,8 @@ class ForwardProxy(ThreadedServer):
     """An HTTP forward proxy on loopback that records what it is asked and serves `routes`.
 
     `routes` maps a host[:port] clients ask for to the base URL of a loopback server that
-    answers for it; CONNECT (https through the proxy) is recorded and refused.
+    answers for it. CONNECT (https through the proxy) is recorded, and tunnelled to the
+    route's host and port when there is one, else refused.
     """
 
     def __init__(self, routes: Mapping[str, str]) -> None:
@@ -193,7 +260,14 @@ def _proxy_handler(proxy: ForwardProxy) -> type:
         def do_CONNECT(self) -> None:
             proxy.requests.append(("CONNECT", self.path))
             self.close_connection = True
-            self._refuse(403)
+            target = proxy.routes.get(self.path)
+            if target is None:
+                return self._refuse(403)
+            upstream = socket.create_connection((urlsplit(target).hostname, urlsplit(target).port))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.flush()
+            _pipe(self.connection, upstream)
 
         def _forward(self) -> None:
             proxy.requests.append((self.command, self.path))
@@ -222,6 +296,28 @@ def _proxy_handler(proxy: ForwardProxy) -> type:
     return Handler
 
 
+def _pipe(client: socket.socket, upstream: socket.socket) -> None:
+    """Copy bytes both ways until either side closes."""
+    def copy(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    other = threading.Thread(target=copy, args=(upstream, client), daemon=True)
+    other.start()
+    copy(client, upstream)
+    other.join(10)
+    upstream.close()
+
+
 def _use_proxy(env: pytest.MonkeyPatch, url: str) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY"):
         env.setenv(name, url)
@@ -240,6 +336,26 @@ def test_a_remote_registry_is_reached_through_http_proxy(registry: Registry, rep
         assert pull(Repository(parse_normalized_named(f"{registry.host}/{repo}:v1"), options)) == contents(small)
     assert len(proxy.requests) == 1 + len(small.blobs())
     assert all(target.startswith(f"http://{remote}/v2/{repo}/") for _, target in proxy.requests)
+
+
+def test_an_https_registry_is_reached_through_a_connect_tunnel_and_verified(
+        tmp_path: Path, small: Image, no_proxy_environment: pytest.MonkeyPatch) -> None:
+    ca, cert, key = _certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    with StaticRegistry.of("test/tls", small) as static:
+        static._httpd.socket = context.wrap_socket(static._httpd.socket, server_side=True)
+        with ForwardProxy({f"{TLS_NAME}:443": f"https://{static.host}"}) as proxy:
+            _use_proxy(no_proxy_environment, proxy.url)
+            reference = parse_normalized_named(f"{TLS_NAME}/test/tls:v1")
+            assert pull(Repository(reference, replace(FAST, ca_bundle=str(ca)))) == contents(small)
+            tunnels = len(proxy.requests)
+            with pytest.raises(RegistryError) as caught:  # the system CAs do not know ours
+                Repository(reference, FAST).get_manifest("v1")
+    assert tunnels >= 1 and set(proxy.requests) == {("CONNECT", f"{TLS_NAME}:443")}
+    assert TLS_NAME in str(caught.value) and "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
+    # Every request went through a tunnel, none to the proxy in the clear.
+    assert all(method == "GET" and "/v2/test/tls/" in path for method, path, _ in static.requests)
 
 
 # ------------------------------------------------------------------------------------ mirrors

@@ -24,9 +24,13 @@ import errno
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 from .manifest import OCI_INDEX, digest_of
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+    from threading import Event
 
 BLOCK = 512
 REGTYPE, SYMTYPE, DIRTYPE = b"0", b"2", b"5"
@@ -89,6 +93,21 @@ class StreamPart:
 
 
 @dataclass(frozen=True)
+class DeliveredPart:
+    """`size` bytes of a layer that its fetcher writes into the destination itself, as they arrive.
+
+    `deliver(fd, offset, stop)` starts that and returns a `Future` done once every
+    byte is written and verified (its exception is the fetch's failure); once
+    `stop` is set, it writes no more and ends soon.
+    """
+
+    name: str
+    digest: str
+    size: int
+    deliver: Callable[[int, int, "Event"], "Future[Any]"]
+
+
+@dataclass(frozen=True)
 class RefPart:
     """`size` bytes of a layer the destination already holds; `ref` is the destination's own handle on them."""
 
@@ -98,7 +117,7 @@ class RefPart:
     ref: Any
 
 
-Part = Union[Metadata, LayerPart, StreamPart, RefPart]
+Part = Union[Metadata, LayerPart, StreamPart, RefPart, DeliveredPart]
 
 
 # ---- what to write ----------------------------------------------------------------------------
@@ -147,6 +166,10 @@ class ArchiveLayer:
     digest: str
     media_type: str
     data: Callable[[], Union[LayerFile, LayerStream, LayerRef]]
+    # A layer of known `size` that can be written straight into a file (see `DeliveredPart`);
+    # `tar_parts(deliverable=True)` uses it instead of `data`.
+    deliver: Optional[Callable[[int, int, "Event"], "Future[Any]"]] = None
+    size: Optional[int] = None
 
 
 @dataclass
@@ -289,8 +312,8 @@ def padding(size: int) -> bytes:
     return bytes(-size % BLOCK)
 
 
-def tar_parts(entries: Iterable[_Entry]) -> Iterator[Part]:
-    """The parts of a tar archive of `entries`."""
+def tar_parts(entries: Iterable[_Entry], deliverable: bool = False) -> Iterator[Part]:
+    """The parts of a tar archive of `entries`; with `deliverable`, layers that can are `DeliveredPart`s."""
     for entry in entries:
         if isinstance(entry, _File):
             yield Metadata(tar_header(entry.name, len(entry.data)) + entry.data + padding(len(entry.data)))
@@ -298,6 +321,12 @@ def tar_parts(entries: Iterable[_Entry]) -> Iterator[Part]:
             yield Metadata(tar_header(entry.name, kind=SYMTYPE, linkname=entry.target))
         elif isinstance(entry, _Dir):
             yield Metadata(tar_header(entry.name.rstrip("/") + "/", kind=DIRTYPE))
+        elif deliverable and entry.layer.deliver is not None and entry.layer.size is not None:
+            size = entry.layer.size
+            yield Metadata(tar_header(entry.name, size))
+            yield DeliveredPart(entry.name, entry.layer.digest, size, entry.layer.deliver)
+            if size % BLOCK:
+                yield Metadata(padding(size))
         else:
             file = entry.layer.data()
             if isinstance(file, LayerStream):
@@ -313,11 +342,11 @@ def tar_parts(entries: Iterable[_Entry]) -> Iterator[Part]:
     yield Metadata(END_OF_ARCHIVE)
 
 
-def iter_archive(image: ArchiveImage) -> Iterator[Part]:
-    """The parts of `image` as a ``docker save`` archive."""
-    return tar_parts(docker_entries(image))
+def iter_archive(image: ArchiveImage, deliverable: bool = False) -> Iterator[Part]:
+    """The parts of `image` as a ``docker save`` archive (`deliverable`: see `tar_parts`)."""
+    return tar_parts(docker_entries(image), deliverable)
 
 
-def iter_oci_archive(image: ArchiveImage) -> Iterator[Part]:
-    """The parts of `image` as a tar of an OCI image layout."""
-    return tar_parts(oci_entries(image))
+def iter_oci_archive(image: ArchiveImage, deliverable: bool = False) -> Iterator[Part]:
+    """The parts of `image` as a tar of an OCI image layout (`deliverable`: see `tar_parts`)."""
+    return tar_parts(oci_entries(image), deliverable)

@@ -26,7 +26,7 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 MAGIC_LENGTH = 4
 
 # Largest piece of uncompressed output yielded at once.
-OUT_CHUNK = 1 << 20
+OUT_CHUNK = 256 << 10
 # wbits for a zlib decompressor that reads one gzip member.
 GZIP_WBITS = 31
 

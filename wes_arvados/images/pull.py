@@ -12,9 +12,12 @@ The pipeline, and why (fetching and writing overlap, and both use every core):
   the cache when it has their digest, so an unchanged image costs one request, and
   an archive made before from the same manifest is hard-linked (`cache.archive`).
 * Fetching: every layer blob is a job on a pool of `jobs` threads that streams it
-  from the registry in 1 MiB chunks, hashes it once (the registry client's
+  from the registry in chunks of up to 1 MiB (what the socket has), hashes it once (the registry client's
   `BlobStream`) and writes it into its cache entry, renamed into place only once
-  verified. Jobs run ahead of the writer, all layers at once.
+  verified. Jobs run ahead of the writer, all layers at once. When layers stay
+  compressed, the writer knows every offset at once (the sizes are in the
+  manifest), and each job writes the blob into the output too as it arrives
+  (`LayerFetcher.deliver`): one pass over the bytes, no copy after the download.
 * Writing: the archive writer (`writer`) takes the layers in order and, as soon
   as a layer's blob is in the cache, hands it to one of a pool of jobs (one per
   core) that inflates it (python-isal, which releases the GIL), hashes the output
@@ -26,7 +29,7 @@ The pipeline, and why (fetching and writing overlap, and both use every core):
   from the first wrong one in order. A layer with no hint (zstd) is written after
   a placeholder header that is filled in once its size is known. No layer is
   written twice unless a hint was wrong, and no temporary copy is made.
-* Memory is a few 1 MiB chunks per job whatever the image size. With
+* Memory is a few chunks of at most 1 MiB per job whatever the image size. With
   ``--no-cache`` the blobs go to a temporary cache beside the output, removed
   afterwards. The output is written under a temporary name and renamed when
   complete, so a failed pull leaves no output and no unverified cache entry.
@@ -147,11 +150,16 @@ def _remove(path: Path) -> None:
 
 
 def _archive_image(ref: Reference, resolved: ResolvedImage, fetcher: LayerFetcher, compressed: bool,
-                   held: Optional[Dict[str, LayerRef]] = None) -> ArchiveImage:
+                   held: Optional[Dict[str, LayerRef]] = None, deliverable: bool = False) -> ArchiveImage:
     ids = diff_ids(resolved.config)
     blobs: Dict[str, Callable[[], LayerFile]] = {}
     layers = []
     for layer, diff_id in zip(resolved.manifest.layers, ids):
+        if compressed and deliverable:  # fetched when the writer places it, straight into the file
+            fetch = functools.partial(fetcher.fetch, layer)  # for a writer that cannot take deliveries
+            layers.append(ArchiveLayer(layer.digest, layer.media_type, fetch, functools.partial(fetcher.deliver, layer),
+                                       layer.size))
+            continue
         if not compressed and held and diff_id in held:  # the destination has it: not even fetched
             layers.append(ArchiveLayer(diff_id, OCI_LAYER, functools.partial(held.__getitem__, diff_id)))
             continue
@@ -194,10 +202,10 @@ def _write(partial: Path, archive: ArchiveImage, fmt: str, as_directory: bool, j
     # Layers are copied or inflated in parallel, one job per core.
     jobs = max(1, min(jobs, os.cpu_count() or 1))
     if fmt == DOCKER_ARCHIVE:
-        return write_archive(partial, iter_archive(archive), jobs)
+        return write_archive(partial, iter_archive(archive, deliverable=True), jobs)
     if as_directory:
         return write_oci_directory(partial, archive)
-    return write_archive(partial, iter_oci_archive(archive), jobs)
+    return write_archive(partial, iter_oci_archive(archive, deliverable=True), jobs)
 
 
 @dataclass
@@ -208,13 +216,17 @@ class OpenedImage:
     resolved: ResolvedImage
     fetcher: LayerFetcher
 
-    def archive(self, compressed: bool = False, held: Optional[Dict[str, LayerRef]] = None) -> ArchiveImage:
+    def archive(self, compressed: bool = False, held: Optional[Dict[str, LayerRef]] = None,
+                deliverable: bool = False) -> ArchiveImage:
         """The image to write: layers as the registry serves them (`compressed`) or as plain verified tars.
 
         Layers whose diff_id is in `held` (the destination holds them already) are
-        not fetched: the archive refers to them instead.
+        not fetched: the archive refers to them instead. With `deliverable` (the
+        archive goes into a local file through `writer`), compressed layers are not
+        fetched ahead: each is fetched when the writer places it, and written into
+        the file as it downloads.
         """
-        return _archive_image(self.ref, self.resolved, self.fetcher, compressed, held)
+        return _archive_image(self.ref, self.resolved, self.fetcher, compressed, held, deliverable)
 
     @property
     def downloaded(self) -> int:
@@ -275,7 +287,8 @@ def pull(image: str, output: Union[str, Path, None] = None, options: Optional[Pu
                     return _result(image, ref, out, options, compressed, resolved, size, 0, started)
                 _link_or_copy(cached, partial, size)
             else:
-                size = _write(partial, opened.archive(compressed), options.format, as_directory, options.jobs)
+                archive = opened.archive(compressed, deliverable=not as_directory)
+                size = _write(partial, archive, options.format, as_directory, options.jobs)
                 opened.fetcher.close()  # every job done: `downloaded` is final
                 downloaded = opened.downloaded
                 if keep:

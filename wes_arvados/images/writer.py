@@ -21,13 +21,13 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Optional, Union
 
-from .archive import (BLOCK, COPY_CHUNK, ArchiveImage, LayerPart, LayerStream, Metadata, Part, RefPart, StreamPart,
-                      _File, _Layer, oci_entries, padding, tar_header)
+from .archive import (BLOCK, COPY_CHUNK, ArchiveImage, DeliveredPart, LayerPart, LayerStream, Metadata, Part, RefPart,
+                      StreamPart, _File, _Layer, oci_entries, padding, tar_header)
 from .errors import ImageError
 
 
@@ -49,14 +49,14 @@ def copy_file(src_path: Path, dst_fd: int, size: int, at: Optional[int] = None) 
                 data = os.pread(src.fileno(), min(COPY_CHUNK, left), src_at)
                 if not data:
                     break
-                _put(dst_fd, data, None if at is None else at + src_at)
+                write_at(dst_fd, data, None if at is None else at + src_at)
                 left, src_at = left - len(data), src_at + len(data)
         if left:
             raise OSError(errno.EIO, f"{src_path} is shorter than the {size} bytes expected")
 
 
-def _put(fd: int, data: Union[bytes, bytearray, memoryview], at: Optional[int]) -> int:
-    """Write all of `data` at offset `at`, or at the file position when `at` is None."""
+def write_at(fd: int, data: Union[bytes, bytearray, memoryview], at: Optional[int]) -> int:
+    """Write all of `data` at offset `at` (at the file position when `at` is None); return its length."""
     view = memoryview(data)
     while view:
         done = os.write(fd, view) if at is None else os.pwrite(fd, view, at)
@@ -66,8 +66,8 @@ def _put(fd: int, data: Union[bytes, bytearray, memoryview], at: Optional[int]) 
     return len(data)
 
 
-class _Stop(Exception):
-    """Another job failed; this one stops."""
+class Stopped(Exception):
+    """Another job failed; this one stops (the failure itself is the error to report)."""
 
 
 class _Overflow(Exception):
@@ -91,7 +91,7 @@ class _Writer:
         self.fd = fd
         self.parts: List[Part] = []
         self.guesses: List[_Guess] = []
-        self.copies: List[Future] = []  # of file parts, whose sizes are known
+        self.copies: List[Future] = []  # of file and delivered parts, whose sizes are known
         self.pool = ThreadPoolExecutor(jobs, thread_name_prefix="write") if jobs > 1 else None
         self.stop = threading.Event()
 
@@ -103,6 +103,11 @@ class _Writer:
                         and part.reopen is not None:
                     self.parts.append(part)
                     offset = self._start_guess(part, offset)
+                    continue
+                if isinstance(part, DeliveredPart):  # its fetcher writes it, as its bytes arrive
+                    self.parts.append(part)
+                    self.copies.append(part.deliver(self.fd, offset, self.stop))
+                    offset += part.size
                     continue
                 if isinstance(part, LayerPart) and self.pool is not None:
                     self.parts.append(part)
@@ -116,6 +121,10 @@ class _Writer:
             return self._settle(offset)
         except BaseException:
             self.stop.set()
+            # Deliveries write into our file from other threads: none may outlive it.
+            for future in self.copies:
+                future.cancel()
+            wait(self.copies)
             raise
         finally:
             if self.pool is not None:
@@ -125,21 +134,24 @@ class _Writer:
         if isinstance(part, RefPart):
             raise ImageError(f"layer {part.digest} is a reference into another store; a file cannot hold it")
         if isinstance(part, Metadata):
-            return _put(self.fd, part.data, at)
+            return write_at(self.fd, part.data, at)
         if isinstance(part, LayerPart):
             copy_file(part.path, self.fd, part.size, at)
+            return part.size
+        if isinstance(part, DeliveredPart):
+            part.deliver(self.fd, at, self.stop).result()
             return part.size
         return _write_stream(self.fd, at, part.name, chunks)
 
     def _start_guess(self, part: StreamPart, offset: int) -> int:
         hint = part.size_hint or 0
         header = tar_header(part.name, hint)
-        _put(self.fd, header, offset)
+        write_at(self.fd, header, offset)
         assert self.pool is not None
         future = self.pool.submit(self._fill, part.chunks, offset + len(header), hint)
         self.guesses.append(_Guess(len(self.parts) - 1, offset, part, future))
         end = offset + len(header) + hint
-        return end + _put(self.fd, padding(hint), end)
+        return end + write_at(self.fd, padding(hint), end)
 
     def _fill(self, chunks: Iterable[bytes], at: int, limit: int) -> int:
         """Write `chunks` from `at`; the number of bytes, or -1 once they pass `limit` (the hint was wrong)."""
@@ -148,10 +160,10 @@ class _Writer:
         try:
             for chunk in source:
                 if self.stop.is_set():
-                    raise _Stop()
+                    raise Stopped()
                 if size + len(chunk) > limit:
                     raise _Overflow()
-                size += _put(self.fd, chunk, at + size)
+                size += write_at(self.fd, chunk, at + size)
         except _Overflow:
             return -1
         except BaseException:
@@ -165,9 +177,14 @@ class _Writer:
         """Wait for the parallel streams; from the first whose hint was wrong, write everything again in order."""
         guesses, self.guesses = self.guesses, []
         copies, self.copies = self.copies, []
-        errors = [exc for exc in (f.exception() for f in copies + [g.future for g in guesses]) if exc is not None]
+        futures = copies + [g.future for g in guesses]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        if pending:  # one failed: the others stop, and none outlives this call
+            self.stop.set()
+            wait(pending)
+        errors = [exc for exc in (f.exception() for f in futures) if exc is not None]
         if errors:  # the failure itself, not the stops it caused
-            raise next((exc for exc in errors if not isinstance(exc, _Stop)), errors[0])
+            raise next((exc for exc in errors if not isinstance(exc, Stopped)), errors[0])
         wrong = next((g for g in guesses if g.future.result() != g.part.size_hint), None)
         if wrong is None:
             return offset
@@ -189,16 +206,16 @@ def write_parts(fd: int, parts: Iterable[Part], jobs: int = 1) -> int:
 
 def _write_stream(fd: int, start: int, name: str, chunks: Iterable[bytes]) -> int:
     """Write a member of unknown size at `start`: a placeholder header, the data, then the real header."""
-    _put(fd, bytes(BLOCK), start)
+    write_at(fd, bytes(BLOCK), start)
     size = 0
     for chunk in chunks:
-        size += _put(fd, chunk, start + BLOCK + size)
+        size += write_at(fd, chunk, start + BLOCK + size)
     header = tar_header(name, size)
     if len(header) > BLOCK:
         # PAX records (members of 8 GiB and more): make room for them in front of the data.
         _shift(fd, start + BLOCK, size, len(header) - BLOCK)
-    _put(fd, header, start)
-    return len(header) + size + _put(fd, padding(size), start + len(header) + size)
+    write_at(fd, header, start)
+    return len(header) + size + write_at(fd, padding(size), start + len(header) + size)
 
 
 def _shift(fd: int, start: int, length: int, by: int) -> None:
@@ -236,7 +253,7 @@ def write_oci_directory(path: Union[str, Path], image: ArchiveImage) -> int:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
                 if isinstance(file, LayerStream):
-                    total += sum(_put(fd, chunk, None) for chunk in file.chunks)
+                    total += sum(write_at(fd, chunk, None) for chunk in file.chunks)
                 else:
                     copy_file(file.path, fd, file.size)
                     total += file.size

@@ -10,14 +10,13 @@ from __future__ import annotations
 import threading
 from typing import Dict, Optional, Tuple
 
-import requests
-
 from .basic import basic_header
 from .bearer import TokenCache, TokenKey, fetch_token
 from .challenge import Challenge, find, parse_challenges
 from .credentials import AuthConfig
 from .mirror import Endpoint
 from .options import RegistryOptions
+from .session import Response, Session
 
 
 class Authenticator:
@@ -26,7 +25,7 @@ class Authenticator:
     Thread-safe: layers are fetched in parallel through one instance.
     """
 
-    def __init__(self, session: requests.Session, options: RegistryOptions, registry: str, scope: str,
+    def __init__(self, session: Session, options: RegistryOptions, registry: str, scope: str,
                  image: str, tokens: Optional[TokenCache] = None) -> None:
         self.session = session
         self.options = options
@@ -72,14 +71,14 @@ class Authenticator:
             self.tokens.put(key, token, expires_in)
         return {"Authorization": f"Bearer {token}"}
 
-    def learn(self, endpoint: Endpoint, response: requests.Response) -> bool:
+    def learn(self, endpoint: Endpoint, response: Response) -> bool:
         """Take in a 401 from `endpoint`; True when sending the request again may succeed.
 
         The caller bounds the retries: a refused Basic password is never sent
         again, and a refused token is renewed once per request (expired mid-pull,
         or `insufficient_scope` naming the scope to ask for).
         """
-        sent = response.request.headers.get("Authorization", "") if response.request is not None else ""
+        sent = response.request_headers.get("Authorization", "")
         sent_scheme = sent.split(" ", 1)[0].lower()
         challenges = parse_challenges(response.headers.get("WWW-Authenticate"))
         bearer, basic = find(challenges, "bearer"), find(challenges, "basic")

@@ -7,14 +7,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
-import requests
-
 from .basic import basic_header
 from .challenge import Challenge
 from .credentials import AuthConfig
 from .errors import raise_for_connection, raise_for_response
 from .options import RegistryOptions
 from .retry import with_retries
+from .session import Response, Session, TransportError
 
 # The token spec: a token without expires_in, or with less, is good for 60 s.
 MIN_EXPIRY = 60
@@ -65,7 +64,7 @@ class TokenCache:
                 del self._tokens[key]
 
 
-def fetch_token(session: requests.Session, challenge: Challenge, scope: str, auth: AuthConfig,
+def fetch_token(session: Session, challenge: Challenge, scope: str, auth: AuthConfig,
                 options: RegistryOptions, image: str, registry: str) -> Tuple[str, float]:
     """Ask the challenge's realm for a token for `scope`; return it and its lifetime in seconds."""
     realm = challenge.params.get("realm")
@@ -75,13 +74,13 @@ def fetch_token(session: requests.Session, challenge: Challenge, scope: str, aut
     what = f"token request to {realm}"
     params = {"service": service, "scope": scope} if service else {"scope": scope}
 
-    def get(username: str, password: str) -> requests.Response:
+    def get(username: str, password: str) -> Response:
         headers = {"Authorization": basic_header(AuthConfig(username, password))} if username or password else {}
-        return session.get(realm, params=params, headers=headers, timeout=options.timeout)
+        return session.get(_with_query(realm, params), headers)
 
-    def post_refresh() -> requests.Response:
+    def post_refresh() -> Response:
         # OAuth2 refresh-token grant, as `docker login` identity tokens require.
-        return session.post(realm, timeout=options.timeout, data={
+        return session.post_form(realm, {
             "grant_type": "refresh_token", "refresh_token": auth.identity_token,
             "service": service, "scope": scope, "client_id": CLIENT_ID})
 
@@ -93,12 +92,14 @@ def fetch_token(session: requests.Session, challenge: Challenge, scope: str, aut
                 response = with_retries(lambda: get(auth.username, auth.identity_token), options, what)
         else:
             response = with_retries(lambda: get(auth.username, auth.password), options, what)
-    except requests.RequestException as exc:
+    except TransportError as exc:
         raise_for_connection(exc, image, registry, what)
     if response.status_code != 200:
         raise_for_response(response, image, registry, what)
     try:
         body = response.json()
+    except TransportError as exc:
+        raise_for_connection(exc, image, registry, what)
     except ValueError:
         raise_for_connection(ValueError("token response is not JSON"), image, registry, what)
     token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
@@ -109,3 +110,10 @@ def fetch_token(session: requests.Session, challenge: Challenge, scope: str, aut
     except (TypeError, ValueError):
         expires_in = MIN_EXPIRY
     return token, expires_in
+
+
+def _with_query(url: str, params: Dict[str, str]) -> str:
+    """`url` with `params` added to its query string (a realm may carry a query of its own)."""
+    from urllib.parse import urlencode
+
+    return url + ("&" if "?" in url else "?") + urlencode(params)

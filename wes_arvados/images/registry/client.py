@@ -7,8 +7,6 @@ import threading
 from typing import Dict, Optional, Set, Tuple, Union
 from urllib.parse import urljoin, urlsplit
 
-import requests
-
 from ..errors import DigestMismatch, InvalidReference, RegistryError
 from ..manifest import ACCEPT, Index, Manifest, digest_of, parse_manifest
 from ..reference import Reference, validate_digest
@@ -19,7 +17,7 @@ from .mirror import Endpoint, endpoints
 from .options import RegistryOptions
 from .resumable import BlobStream
 from .retry import RETRY_EXCEPTIONS, RETRY_STATUSES, with_retries
-from .session import make_session
+from .session import Response, Session, make_session
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +37,7 @@ class Repository:
     """
 
     def __init__(self, reference: Reference, options: Optional[RegistryOptions] = None,
-                 session: Optional[requests.Session] = None, tokens: Optional[TokenCache] = None) -> None:
+                 session: Optional[Session] = None, tokens: Optional[TokenCache] = None) -> None:
         self.reference = reference
         self.options = options or RegistryOptions()
         self.session = session or make_session(self.options)
@@ -56,15 +54,13 @@ class Repository:
 
     # ---- requests ------------------------------------------------------------------------
 
-    def _send(self, endpoint: Endpoint, method: str, path: str, headers: Dict[str, str],
-              stream: bool) -> requests.Response:
+    def _send(self, endpoint: Endpoint, method: str, path: str, headers: Dict[str, str]) -> Response:
         """One request with redirects followed by hand: Authorization never leaves the endpoint's host."""
         url = endpoint.base_url + path
         auth = self.auth.header(endpoint)
         home = _netloc(endpoint.base_url)
         for _ in range(MAX_REDIRECTS):
-            response = self.session.request(method, url, headers={**headers, **(auth if _netloc(url) == home else {})},
-                                            stream=stream, allow_redirects=False, timeout=self.options.timeout)
+            response = self.session.request(method, url, {**headers, **(auth if _netloc(url) == home else {})})
             if response.status_code not in REDIRECTS or "Location" not in response.headers:
                 return response
             url = urljoin(url, response.headers["Location"])
@@ -74,14 +70,14 @@ class Repository:
         raise RegistryError(self.image, endpoint.host, None, f"more than {MAX_REDIRECTS} redirects for {path}")
 
     def _authenticated(self, endpoint: Endpoint, method: str, path: str, headers: Dict[str, str],
-                       stream: bool, what: str) -> requests.Response:
+                       what: str) -> Response:
         """A request retried on 429/5xx, and sent again when a 401 teaches how to authenticate.
 
         At most: one more after learning the scheme, and one more with a renewed
         token (expired mid-pull, or `insufficient_scope`); a refused password is final.
         """
-        def send() -> requests.Response:
-            return self._send(endpoint, method, path, headers, stream)
+        def send() -> Response:
+            return self._send(endpoint, method, path, headers)
 
         label = f"{what} at {endpoint.host}"
         response = with_retries(send, self.options, label, retry_connection_errors=not endpoint.is_mirror)
@@ -89,7 +85,7 @@ class Repository:
         for _ in range(3):
             if response.status_code != 401 or _netloc(response.url) != _netloc(endpoint.base_url):
                 break
-            if response.request.headers.get("Authorization", "").lower().startswith("bearer "):
+            if response.request_headers.get("Authorization", "").lower().startswith("bearer "):
                 if renewed:
                     break
                 renewed = True
@@ -100,7 +96,7 @@ class Repository:
         return response
 
     def request(self, method: str, path: str, what: str, headers: Optional[Dict[str, str]] = None,
-                stream: bool = False, ok: Tuple[int, ...] = (200,)) -> requests.Response:
+                ok: Tuple[int, ...] = (200,)) -> Response:
         """A request to the first endpoint that answers it, authenticated and retried.
 
         Mirrors that fail in any way fall through to the next endpoint; one that
@@ -114,7 +110,7 @@ class Repository:
             if not last and endpoint.base_url in self._given_up:
                 continue
             try:
-                response = self._authenticated(endpoint, method, path, headers, stream, what)
+                response = self._authenticated(endpoint, method, path, headers, what)
             except RegistryError as exc:
                 if last:
                     raise
@@ -193,8 +189,8 @@ class Repository:
         """A verified, resumable stream of a blob's bytes."""
         path = f"/v2/{self.reference.repository}/blobs/{digest}"
 
-        def open_at(offset: int) -> requests.Response:
+        def open_at(offset: int) -> Response:
             headers = {"Range": f"bytes={offset}-"} if offset else {}
-            return self.request("GET", path, f"blob {digest}", headers=headers, stream=True, ok=(200, 206))
+            return self.request("GET", path, f"blob {digest}", headers=headers, ok=(200, 206))
 
         return BlobStream(open_at, digest, size, self.options.max_resumes, self.image, self.reference.registry)

@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 from typing import NoReturn
 
-import requests
-
 from ..errors import AuthError, NotFoundError, RegistryError, TooManyRequests
+from .session import Response, TransportError
 
 
-def registry_message(response: requests.Response) -> str:
+def registry_message(response: Response) -> str:
     """What the registry said: its JSON `errors` list, else a short text body, else the reason."""
     try:
         body = response.content[:4096]
-    except requests.RequestException:
+    except TransportError:
         body = b""
     try:
         errors = json.loads(body).get("errors") or []
@@ -30,7 +29,7 @@ def registry_message(response: requests.Response) -> str:
     return response.reason or "no reason given"
 
 
-def raise_for_response(response: requests.Response, image: str, registry: str, what: str) -> NoReturn:
+def raise_for_response(response: Response, image: str, registry: str, what: str) -> NoReturn:
     """Raise the `RegistryError` subclass that fits a failed response."""
     message = f"{what}: {registry_message(response)}"
     status = response.status_code

@@ -9,17 +9,14 @@ import re
 from typing import Callable, Iterator, Optional
 from urllib.parse import urlsplit
 
-import requests
-import urllib3.exceptions
-
 from ..errors import DigestMismatch, RegistryError
+from .session import Response, TransportError
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
-# How a body read can break off: urllib3's errors (reset, truncated, timed out) and requests' wrappers.
-BROKEN = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-          urllib3.exceptions.HTTPError)
+# How a body read breaks off: reset, closed early, timed out.
+BROKEN = (TransportError,)
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
@@ -32,7 +29,7 @@ class BlobStream:
     decoding): the digest is of the blob as stored.
     """
 
-    def __init__(self, open_at: Callable[[int], requests.Response], digest: str, size: Optional[int],
+    def __init__(self, open_at: Callable[[int], Response], digest: str, size: Optional[int],
                  max_resumes: int, image: str, registry: str) -> None:
         self.open_at = open_at
         self.digest = digest
@@ -113,18 +110,14 @@ class BlobStream:
             raise DigestMismatch(self._what(), self.digest, f"{self.hasher.name}:{actual}")
 
 
-def _body(response: requests.Response) -> Iterator[bytes]:
+def _body(response: Response) -> Iterator[bytes]:
     """The raw body as it arrives (no Content-Encoding decoding: the digest is of the stored blob).
 
-    urllib3 2's read1 returns what the socket has; its read(n) waits for n bytes and
-    loses them all if the connection breaks meanwhile, so a resume would start further back.
+    Each chunk is what the socket has, up to `CHUNK`: a connection that breaks
+    loses nothing that was received, so a resume starts where the bytes stopped.
     """
-    raw = response.raw
-    if not hasattr(raw, "read1"):  # urllib3 1.x
-        yield from raw.stream(64 * 1024, decode_content=False)
-        return
     while True:
-        chunk = raw.read1(CHUNK, decode_content=False)
+        chunk = response.read1(CHUNK)
         if not chunk:
             return
         yield chunk

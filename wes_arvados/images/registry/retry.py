@@ -8,17 +8,17 @@ import logging
 import time
 from typing import Callable, Optional
 
-import requests
-
 from .options import RegistryOptions
+from .session import CannotConnect, Response
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-RETRY_EXCEPTIONS = (requests.ConnectionError, requests.Timeout)
+# A request that got no answer may be sent again; one whose answer broke off is the caller's to resume.
+RETRY_EXCEPTIONS = (CannotConnect,)
 
 
-def retry_after(response: requests.Response) -> Optional[float]:
+def retry_after(response: Response) -> Optional[float]:
     """Seconds a Retry-After header asks us to wait (delta-seconds or an HTTP date), if any."""
     value = (response.headers.get("Retry-After") or "").strip()
     if not value:
@@ -36,9 +36,9 @@ def retry_after(response: requests.Response) -> Optional[float]:
     return max(0.0, when.timestamp() - time.time())
 
 
-def with_retries(send: Callable[[], requests.Response], options: RegistryOptions, what: str,
+def with_retries(send: Callable[[], Response], options: RegistryOptions, what: str,
                  sleep: Callable[[float], None] = time.sleep, retry_connection_errors: bool = True
-                 ) -> requests.Response:
+                 ) -> Response:
     """Call `send` until it answers with a non-retryable status or attempts run out.
 
     Returns the last response (the caller turns a failure into an error);

@@ -1,43 +1,300 @@
-"""The one HTTP session factory of the registry client."""
+"""The registry client's one HTTP session, on the standard library's http.client.
+
+A session keeps idle connections per origin (and proxy) for reuse, takes
+HTTP(S)_PROXY and NO_PROXY from the environment as Go's ``http.ProxyFromEnvironment``
+does (loopback is never proxied; ALL_PROXY, as curl reads it, is the fallback), verifies https
+with the CA bundle of the options or the system's, and answers `Response`
+objects whose bodies are read as they arrive. It follows no redirects and
+decodes no Content-Encoding: the client does the first by hand so that
+credentials never leave their host, and digests are of the bytes as stored.
+
+Every failure to reach a server or to read an answer is a `TransportError`:
+`CannotConnect` before an answer began (safe to send again), `BrokenConnection`
+after (a blob download resumes from where it broke). A request on a reused
+connection that the server had closed meanwhile is sent once more on a fresh
+one, since nothing was answered.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
-from urllib.parse import urlsplit
-
-import requests
-from requests.adapters import HTTPAdapter
+import base64
+import http.client
+import json
+import os
+import ssl
+import threading
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import unquote, urlsplit
 
 from .options import RegistryOptions
 from .scheme import is_loopback
 
-# Layers download in parallel; keep enough connections per host for that.
+# Idle connections kept per origin; layers download in parallel.
 POOL_SIZE = 32
 
 
-class RegistrySession(requests.Session):
-    """A requests session that takes HTTP(S)_PROXY and NO_PROXY from the environment,
-    but never sends loopback traffic to a proxy (as Go's http.ProxyFromEnvironment)."""
-
-    def merge_environment_settings(self, url: Optional[str], proxies: Any, stream: Any, verify: Any,
-                                   cert: Any) -> Dict[str, Any]:
-        """requests' settings for `url`, without proxies when it is on loopback."""
-        if verify is None and self.verify is not True:
-            # requests lets REQUESTS_CA_BUNDLE override a session's own CA bundle; the option must win.
-            verify = self.verify
-        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        if url and is_loopback(urlsplit(url).netloc.rsplit("@", 1)[-1]):
-            settings["proxies"] = {}
-        return settings
+class TransportError(Exception):
+    """A server could not be reached, or its answer could not be read."""
 
 
-def make_session(options: RegistryOptions) -> requests.Session:
-    """A session with the CA bundle, proxies from the environment and pooled connections."""
-    session = RegistrySession()
-    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=POOL_SIZE, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.verify = options.ca_bundle or True
-    session.trust_env = True  # HTTP(S)_PROXY and NO_PROXY; also REQUESTS_CA_BUNDLE when ca_bundle is unset
-    session.headers["User-Agent"] = options.user_agent
-    return session
+class CannotConnect(TransportError):
+    """No answer began: refused, unreachable, reset or timed out before the status line."""
+
+
+class BrokenConnection(TransportError):
+    """An answer began and then broke off (reset, closed early, timed out)."""
+
+
+_Origin = Tuple[str, str, int, Optional[str]]  # scheme, host, port, proxy URL
+
+
+class Response:
+    """A status, headers and a body read on demand; `close` it (or read it all) to free the connection."""
+
+    def __init__(self, status_code: int, reason: str, headers: Mapping[str, str], url: str,
+                 request_headers: Mapping[str, str], raw: Optional[http.client.HTTPResponse] = None,
+                 release: Optional[Any] = None) -> None:
+        self.status_code = status_code
+        self.reason = reason
+        self.headers = headers
+        self.url = url
+        self.request_headers = request_headers
+        self._raw = raw
+        self._release = release  # called with True when the connection can serve another request
+        self._content: Optional[bytes] = None
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status_code} {self.url}>"
+
+    def read1(self, size: int) -> bytes:
+        """At most `size` bytes of the body, as soon as some have arrived; b"" at its end."""
+        if self._raw is None:
+            return b""
+        try:
+            data = self._raw.read1(size)
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise BrokenConnection(f"{type(exc).__name__}: {exc}") from exc
+        if not data:
+            remaining = self._raw.length  # http.client returns b"" when the peer closes early
+            if remaining:
+                self.close()
+                raise BrokenConnection(f"the connection closed with {remaining} bytes of the body unread")
+            self._done()
+        return data
+
+    @property
+    def content(self) -> bytes:
+        """The whole body."""
+        if self._content is None:
+            if self._raw is None:
+                self._content = b""
+            else:
+                try:
+                    self._content = self._raw.read()
+                except (OSError, http.client.HTTPException) as exc:
+                    self.close()
+                    raise BrokenConnection(f"{type(exc).__name__}: {exc}") from exc
+                self._done()
+        return self._content
+
+    def json(self) -> Any:
+        """The body parsed as JSON (ValueError if it is not)."""
+        return json.loads(self.content)
+
+    def _done(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is None:
+            return
+        raw.close()  # read to its end; http.client's read1 leaves it open, and the connection busy
+        if self._release is not None:
+            self._release(not raw.will_close)
+            self._release = None
+
+    def close(self) -> None:
+        """Stop reading; a connection with body left unread is closed rather than reused."""
+        raw, self._raw = self._raw, None
+        if raw is None:
+            return
+        complete = raw.isclosed() or (not raw.chunked and raw.length == 0)
+        raw.close()
+        if self._release is not None:
+            self._release(complete and not raw.will_close)
+            self._release = None
+
+
+def _no_proxy_matches(host: str, port: int, entries: List[str]) -> bool:
+    """Whether NO_PROXY excludes `host`: "*", a name and its subdomains, an IP, a CIDR, optionally with :port."""
+    import ipaddress
+
+    name = host.lower().rstrip(".")
+    for entry in entries:
+        if entry == "*":
+            return True
+        entry_port: Optional[int] = None
+        if entry.startswith("["):
+            closing = entry.find("]")
+            entry, rest = entry[1:closing], entry[closing + 1:]
+            entry_port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+        elif entry.count(":") == 1:
+            entry, _, text = entry.partition(":")
+            entry_port = int(text) if text.isdigit() else None
+        if entry_port is not None and entry_port != port:
+            continue
+        try:
+            if "/" in entry:
+                if ipaddress.ip_address(name) in ipaddress.ip_network(entry, strict=False):
+                    return True
+                continue
+            if ipaddress.ip_address(entry) == ipaddress.ip_address(name):
+                return True
+            continue
+        except ValueError:
+            pass
+        entry = entry.lower().lstrip("*").lstrip(".")
+        if entry and (name == entry or name.endswith("." + entry)):
+            return True
+    return False
+
+
+def _env(name: str) -> str:
+    # Go reads the upper-case name first, then the lower-case one.
+    return os.environ.get(name.upper()) or os.environ.get(name.lower()) or ""
+
+
+def proxy_for(url: str) -> Optional[str]:
+    """The proxy URL the environment gives for `url`, or None (always None for loopback)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if is_loopback(host):
+        return None
+    proxy = _env(f"{parts.scheme}_proxy") or _env("all_proxy")
+    if not proxy:
+        return None
+    no_proxy = [entry.strip() for entry in _env("no_proxy").split(",") if entry.strip()]
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if no_proxy and _no_proxy_matches(host, port, no_proxy):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+class Session:
+    """Pooled connections to registries, with proxies from the environment and a CA bundle.
+
+    Thread-safe: every request takes a connection of its own from the pool.
+    """
+
+    def __init__(self, options: RegistryOptions) -> None:
+        self.ca_bundle = options.ca_bundle
+        self.user_agent = options.user_agent
+        self.timeout = options.timeout
+        self._context: Optional[ssl.SSLContext] = None
+        self._idle: Dict[_Origin, List[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Session(ca_bundle={self.ca_bundle!r})"
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        """The TLS settings: the CA bundle of the options, else the system's."""
+        if self._context is None:
+            self._context = ssl.create_default_context(cafile=self.ca_bundle)
+        return self._context
+
+    def request(self, method: str, url: str, headers: Optional[Mapping[str, str]] = None, body: Optional[bytes] = None,
+                timeout: Optional[float] = None) -> Response:
+        """Send one request and return the answer once its headers have arrived (the body is read later)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise CannotConnect(f"unsupported URL {url!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        proxy = proxy_for(url)
+        origin: _Origin = (parts.scheme, parts.hostname, port, proxy)
+        sent = {"User-Agent": self.user_agent, **(headers or {})}
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        if proxy and parts.scheme == "http":
+            target = url.split("#", 1)[0]  # a plain-http proxy takes the absolute URL
+            sent.update(_proxy_authorization(proxy))
+        for attempt in range(2):
+            conn, reused = self._connection(origin, timeout)
+            try:
+                conn.request(method, target, body=body, headers=sent)
+                raw = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                stale = isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError))
+                if reused and stale and attempt == 0:
+                    continue  # the server closed an idle connection: nothing was answered
+                raise CannotConnect(f"{type(exc).__name__}: {exc}") from exc
+            break
+
+        def release(reusable: bool) -> None:
+            self._release(origin, conn, reusable)
+
+        response = Response(raw.status, raw.reason, raw.headers, url, sent, raw, release)
+        if method == "HEAD" or raw.length == 0:
+            response.close()
+        return response
+
+    def get(self, url: str, headers: Optional[Mapping[str, str]] = None, timeout: Optional[float] = None) -> Response:
+        """A GET whose body the caller reads."""
+        return self.request("GET", url, headers, timeout=timeout)
+
+    def post_form(self, url: str, form: Mapping[str, str], timeout: Optional[float] = None) -> Response:
+        """A POST of an application/x-www-form-urlencoded body."""
+        from urllib.parse import urlencode
+
+        return self.request("POST", url, {"Content-Type": "application/x-www-form-urlencoded"},
+                            urlencode(form).encode(), timeout)
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.close()
+
+    def _connection(self, origin: _Origin, timeout: Optional[float]) -> Tuple[http.client.HTTPConnection, bool]:
+        with self._lock:
+            idle = self._idle.get(origin)
+            if idle:
+                return idle.pop(), True
+        scheme, host, port, proxy = origin
+        timeout = self.timeout if timeout is None else timeout
+        if proxy is None:
+            if scheme == "https":
+                return http.client.HTTPSConnection(host, port, timeout=timeout, context=self.context), False
+            return http.client.HTTPConnection(host, port, timeout=timeout), False
+        proxy_parts = urlsplit(proxy)
+        proxy_host, proxy_port = proxy_parts.hostname or "", proxy_parts.port or 80
+        if scheme == "http":
+            return http.client.HTTPConnection(proxy_host, proxy_port, timeout=timeout), False
+        conn = http.client.HTTPSConnection(proxy_host, proxy_port, timeout=timeout, context=self.context)
+        conn.set_tunnel(host if ":" not in host else f"[{host}]", port, headers=_proxy_authorization(proxy))
+        return conn, False
+
+    def _release(self, origin: _Origin, conn: http.client.HTTPConnection, reusable: bool) -> None:
+        if reusable:
+            with self._lock:
+                idle = self._idle.setdefault(origin, [])
+                if len(idle) < POOL_SIZE:
+                    idle.append(conn)
+                    return
+        conn.close()
+
+
+def _proxy_authorization(proxy: str) -> Dict[str, str]:
+    parts = urlsplit(proxy)
+    if parts.username is None:
+        return {}
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+    return {"Proxy-Authorization": "Basic " + base64.b64encode(pair).decode()}
+
+
+def make_session(options: RegistryOptions) -> Session:
+    """A session with the options' CA bundle, timeout and User-Agent."""
+    return Session(options)
