@@ -8,6 +8,7 @@ that the server loads images into and cwltool runs containers in.
 from __future__ import annotations
 
 import base64
+import http.server
 import json
 import os
 import shutil
@@ -15,12 +16,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 import requests
 
 from ..conformance.suite import PEERS_BIN, TOIL_WES_RUNNER
+from ..threaded import ThreadedServer
 from ..wes import WesClient, WesServer, require
 from .builder import ImageFactory, build_image, busybox_rootfs_layer, layer, push
 from .docker import DockerDaemon
@@ -423,8 +425,9 @@ def test_a_hinted_image_that_cannot_be_pulled_is_reported_and_left_to_the_engine
     assert log["state"] == "EXECUTOR_ERROR" and log["run_log"]["exit_code"] not in (None, 69), _lines(log)
 
 
-def test_a_docker_load_archive_attached_to_the_run_is_loaded(
-        server: WesServer, registry: Registry, repo: str, docker_daemon: DockerDaemon, tmp_path: Path,
+@pytest.mark.parametrize("where", ["attached", "url"])
+def test_a_docker_load_archive_attached_to_the_run_or_at_a_url_is_loaded(
+        where: str, server: WesServer, registry: Registry, repo: str, docker_daemon: DockerDaemon, tmp_path: Path,
         image_factory: ImageFactory) -> None:
     push(registry, repo, "1", image_factory.docker_schema2())
     archive = tmp_path / "image.tar"
@@ -435,9 +438,38 @@ def test_a_docker_load_archive_attached_to_the_run_is_loaded(
     name = f"{registry.host}/{repo}:1"
     _forget(docker_daemon, name)
     tool = tmp_path / "load.cwl"
-    tool.write_text(TOOL.format(image=name, marker="docker-schema2").replace(
-        f"dockerPull: {name}", f"dockerLoad: image.tar\n    dockerImageId: {name}"))
     client = WesClient(server.url)
-    log = client.wait(client.run(tool, attachments=[archive]))
+    if where == "attached":
+        tool.write_text(TOOL.format(image=name, marker="docker-schema2").replace(
+            f"dockerPull: {name}", f"dockerLoad: image.tar\n    dockerImageId: {name}"))
+        log = client.wait(client.run(tool, attachments=[archive]))
+    else:
+        with FileServer(tmp_path) as files:
+            url = f"http://127.0.0.1:{files.port}/image.tar"
+            tool.write_text(TOOL.format(image=name, marker="docker-schema2").replace(
+                f"dockerPull: {name}", f"dockerLoad: {url}\n    dockerImageId: {name}"))
+            log = client.wait(client.run(tool))
+            assert files.paths == ["/image.tar"]
     assert log["state"] == "COMPLETE", _lines(log)
     assert any(f"image {name}: loaded from" in line for line in _lines(log)), _lines(log)
+
+
+class FileServer(ThreadedServer):
+    """Serves the files of `directory` over http on loopback, recording the paths asked for (`paths`)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.paths: List[str] = []
+        paths = self.paths
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, directory=str(directory), **kwargs)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                paths.append(self.path)
+                super().do_GET()
+
+        super().__init__(Handler)

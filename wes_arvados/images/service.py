@@ -26,8 +26,7 @@ from .cache import BlobCache
 from .policy import ImagePolicy
 from .pull import PullOptions, open_image
 from .reference import Reference, parse_normalized_named
-from .registry import AuthConfig, Credentials, RegistryOptions, Repository
-from .registry.options import parse_mirrors
+from .registry import AuthConfig, RegistryOptions, Repository
 from .resolve import resolve
 from .stores.base import ImageStore, StoredImage
 
@@ -51,7 +50,7 @@ class Ensured:
 
 @dataclass(frozen=True)
 class ImageSettings:
-    """What the service needs of the server's configuration."""
+    """What the service needs: where its cache and work files go, how to reach registries, what is allowed."""
 
     cache_dir: Path
     work_dir: Path  # archives being made, beside the cache
@@ -59,17 +58,6 @@ class ImageSettings:
     policy: ImagePolicy
     platform: str = "linux/amd64"
     jobs: int = 4
-
-    @classmethod
-    def from_config(cls, config: "object") -> "ImageSettings":
-        """Settings from a `wes_arvados.config.Config`."""
-        images = config.images  # type: ignore[attr-defined]
-        files = [Path(images.registry_config)] if images.registry_config else []
-        registry = RegistryOptions(insecure_registries=list(images.insecure_registries),
-                                   mirrors=parse_mirrors(images.mirrors), credentials=Credentials.from_files(files))
-        return cls(cache_dir=config.image_cache_dir, work_dir=config.images_dir / "work",  # type: ignore[attr-defined]
-                   registry=registry, policy=ImagePolicy(list(images.allow), list(images.deny)),
-                   platform=images.platform, jobs=int(images.pull_jobs))
 
 
 class ImageService:

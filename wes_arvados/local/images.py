@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 from urllib.parse import unquote, urlsplit
 
-import requests
-
 from ..config import Config
+from ..download import DownloadError, download
 from ..images.errors import ImageError
-from ..images.registry import AuthConfig
+from ..images.policy import ImagePolicy
+from ..images.registry import AuthConfig, Credentials, RegistryOptions
+from ..images.registry.options import parse_mirrors
 from ..images.runtime import ContainerRuntime, detect_runtime
 from ..images.service import ImageService, ImageSettings
 from ..images.stores.local import LocalImageStore
@@ -40,6 +41,8 @@ DOCKER_REQUIREMENT = b"DockerRequirement"
 SCAN_MAX_BYTES = 8 << 20
 # Largest dockerLoad archive fetched over http(s).
 LOAD_MAX_BYTES = 16 << 30
+# Longest a dockerLoad URL may take to download, in seconds.
+LOAD_TIMEOUT = 3600.0
 
 Log = Callable[[str], None]
 
@@ -81,9 +84,20 @@ def _who(need: "ImageNeed") -> str:
     return f"{'required' if need.required else 'hinted'} by {shown}"
 
 
+def image_settings(config: Config) -> ImageSettings:
+    """What the image service needs of the server's configuration (its ``images:`` section and state paths)."""
+    images = config.images
+    files = [Path(images.registry_config)] if images.registry_config else []
+    registry = RegistryOptions(insecure_registries=list(images.insecure_registries),
+                               mirrors=parse_mirrors(images.mirrors), credentials=Credentials.from_files(files))
+    return ImageSettings(cache_dir=config.image_cache_dir, work_dir=config.images_dir / "work", registry=registry,
+                         policy=ImagePolicy(list(images.allow), list(images.deny)), platform=images.platform,
+                         jobs=int(images.pull_jobs))
+
+
 def local_image_service(config: Config, runtime: ContainerRuntime) -> ImageService:
     """The image service of the local backend: images loaded into `runtime`, records in the state directory."""
-    settings = ImageSettings.from_config(config)
+    settings = image_settings(config)
     store = LocalImageStore(runtime, config.images_dir / "store.sqlite", settings.work_dir, jobs=settings.jobs)
     return ImageService(store, settings)
 
@@ -182,18 +196,10 @@ def _load(runtime: ContainerRuntime, need: "ImageNeed", run_root: Path, work_dir
     if parts.scheme in ("http", "https"):
         target = work_dir / f"load-{secrets.token_hex(8)}.tar"
         try:
-            with requests.get(need.location, stream=True, timeout=60) as response:
-                response.raise_for_status()
-                size = 0
-                with open(target, "wb") as out:
-                    for chunk in response.iter_content(1 << 20):
-                        size += len(chunk)
-                        if size > LOAD_MAX_BYTES:
-                            raise ImageError(f"{need.location} is larger than {LOAD_MAX_BYTES >> 30} GiB")
-                        out.write(chunk)
+            download(need.location, target, LOAD_MAX_BYTES, LOAD_TIMEOUT, f"dockerLoad {need.location}")
             runtime.load(target)
-        except requests.RequestException as exc:
-            raise ImageError(f"cannot fetch {need.location}: {exc}") from None
+        except DownloadError as exc:
+            raise ImageError(str(exc)) from None
         finally:
             target.unlink(missing_ok=True)
         return
