@@ -174,18 +174,29 @@ def main() -> None:
         cold = Case("wes-arvados pull (uncompressed, cold cache)")
         compressed = Case("wes-arvados pull --layers=compressed (cold)")
         warm = Case("wes-arvados pull, re-pull of the unchanged image")
-        for run in range(args.runs):
-            print(f"run {run + 1}/{args.runs}…", flush=True)
+        def run_skopeo() -> None:
             fresh()
             skopeo.samples.append(run_child(["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}",
                                              f"docker-archive:{out}"]))
+
+        def run_cold_then_warm() -> None:
             fresh()
             cold.samples.append(run_child(ours + ["-o", str(out), "--cache-dir", str(cache)], env))
             settle()
             warm.samples.append(run_child(ours + ["-o", str(out), "--cache-dir", str(cache)], env))
+
+        def run_compressed() -> None:
             fresh()
             compressed.samples.append(run_child(ours + ["-o", str(out), "--cache-dir", str(cache),
                                                         "--layers", "compressed"], env))
+
+        # The order turns at every run, so that no case always follows the same one
+        # (on a VM, a run right after skopeo's seconds at full load is often slower).
+        order = [run_skopeo, run_cold_then_warm, run_compressed]
+        for run in range(args.runs):
+            print(f"run {run + 1}/{args.runs}…", flush=True)
+            for step in order[run % 3:] + order[:run % 3]:
+                step()
         shutil.rmtree(scratch, ignore_errors=True)
         from wes_arvados.images.layers import INFLATER
 
