@@ -157,16 +157,18 @@ def _one_answer_per_connection(bodies: List[bytes]) -> Tuple[socket.socket, List
     return server, seen, thread
 
 
-def test_a_pooled_connection_the_server_closed_is_replaced_without_a_retry_delay() -> None:
-    server, seen, thread = _one_answer_per_connection([b"first", b"second"])
+def test_pooled_connections_the_server_closed_are_replaced_without_a_retry_delay() -> None:
+    server, seen, thread = _one_answer_per_connection([b"first", b"second", b"third"])
     url = f"http://127.0.0.1:{server.getsockname()[1]}/v2/"
     session = make_session(RegistryOptions(user_agent="wes-test/1"))
-    assert session.request("GET", url).content == b"first"
+    first = session.request("GET", url)
+    second = session.request("GET", url)  # the first is not read yet: a second connection
+    assert (first.content, second.content) == (b"first", b"second")  # both idle now, and closed by the server
     started = time.monotonic()
-    assert session.request("GET", url).content == b"second"  # the idle connection was closed by then
-    assert time.monotonic() - started < RegistryOptions().backoff  # no retry with backoff, a fresh connection
+    assert session.request("GET", url).content == b"third"
+    assert time.monotonic() - started < RegistryOptions().backoff  # a new connection at once, no retry with backoff
     thread.join(5)
-    assert len(seen) == 2 and all(b"User-Agent: wes-test/1" in request for request in seen)
+    assert len(seen) == 3 and all(b"User-Agent: wes-test/1" in request for request in seen)
 
 
 def test_a_body_cut_short_is_a_broken_connection_not_an_end() -> None:

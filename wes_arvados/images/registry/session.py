@@ -219,7 +219,7 @@ class Session:
             target = url.split("#", 1)[0]  # a plain-http proxy takes the absolute URL
             sent.update(_proxy_authorization(proxy))
         for attempt in range(2):
-            conn, reused = self._connection(origin, timeout)
+            conn, reused = self._connection(origin, timeout, pooled=attempt == 0)
             try:
                 conn.request(method, target, body=body, headers=sent)
                 raw = conn.getresponse()
@@ -227,7 +227,7 @@ class Session:
                 conn.close()
                 stale = isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError))
                 if reused and stale and attempt == 0:
-                    continue  # the server closed an idle connection: nothing was answered
+                    continue  # the server closed an idle connection: nothing was answered; a new one now
                 raise CannotConnect(f"{type(exc).__name__}: {exc}") from exc
             break
 
@@ -258,10 +258,12 @@ class Session:
             for conn in conns:
                 conn.close()
 
-    def _connection(self, origin: _Origin, timeout: Optional[float]) -> Tuple[http.client.HTTPConnection, bool]:
+    def _connection(self, origin: _Origin, timeout: Optional[float],
+                    pooled: bool = True) -> Tuple[http.client.HTTPConnection, bool]:
+        """An idle connection to `origin` if there is one (and `pooled`), else a new one; and whether it was idle."""
         with self._lock:
             idle = self._idle.get(origin)
-            if idle:
+            if idle and pooled:
                 return idle.pop(), True
         scheme, host, port, proxy = origin
         timeout = self.timeout if timeout is None else timeout
