@@ -71,6 +71,7 @@ def test_an_anonymous_registry_is_read_without_any_challenge(registry: Registry,
         proxy.clear()
         assert pull(open_repository(proxy.host, repo)) == contents(small)
     assert [r.status for r in proxy.requests] == [200] * len(proxy.requests)
+    assert [r.target for r in proxy.requests][:2] == ["/v2/", f"/v2/{repo}/manifests/v1"]  # the API check first
 
 
 def test_a_basic_registry_is_read_with_the_password(basic_registry: Registry, repo: str, small: Image) -> None:
@@ -78,8 +79,9 @@ def test_a_basic_registry_is_read_with_the_password(basic_registry: Registry, re
         push(proxy, repo, "v1", small)
         proxy.clear()
         assert pull(open_repository(proxy.host, repo, AuthConfig("reader", "bookworm"))) == contents(small)
-    # One 401 teaches the scheme; from then on every request carries the password.
+    # The API check's 401 teaches the scheme; from then on every request carries the password.
     assert [r.status for r in proxy.requests] == [401] + [200] * (1 + len(small.blobs()))
+    assert proxy.requests[0].target == "/v2/"
 
 
 def test_a_wrong_basic_password_is_an_auth_error_naming_image_and_registry(basic_registry: Registry, repo: str,

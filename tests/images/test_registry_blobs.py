@@ -147,6 +147,9 @@ def _static_handler(server: StaticRegistry) -> type:
             if not self._authorized():
                 return self._reply(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
                                    {"WWW-Authenticate": 'Basic realm="static"', "Content-Type": "application/json"})
+            if self.path == "/v2/":  # the API check: a registry answers 200 (or 401, above)
+                return self._reply(200, b"{}", {"Content-Type": "application/json",
+                                                "Docker-Distribution-API-Version": "registry/2.0"})
             prefix = f"/v2/{server.repo}/"
             kind, _, ident = self.path[len(prefix):].partition("/") if self.path.startswith(prefix) else ("", "", "")
             if kind == "manifests" and ident in server.manifests:

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from wes_arvados.images.errors import RegistryError
+from wes_arvados.images.errors import NotFoundError, RegistryError
 from wes_arvados.images.reference import parse_normalized_named
 from wes_arvados.images.registry import RegistryOptions, Repository
 from wes_arvados.images.registry.credentials import AuthConfig, Credentials
@@ -336,8 +336,9 @@ def test_a_remote_registry_is_reached_through_http_proxy(registry: Registry, rep
         assert pull(Repository(parse_normalized_named(f"{remote}/{repo}:v1"), options)) == contents(small)
         # Loopback registries are reached directly even so.
         assert pull(Repository(parse_normalized_named(f"{registry.host}/{repo}:v1"), options)) == contents(small)
-    assert len(proxy.requests) == 1 + len(small.blobs())
-    assert all(target.startswith(f"http://{remote}/v2/{repo}/") for _, target in proxy.requests)
+    # The API check, the manifest and the blobs, all through the proxy.
+    assert proxy.requests[0] == ("GET", f"http://{remote}/v2/") and len(proxy.requests) == 2 + len(small.blobs())
+    assert all(target.startswith(f"http://{remote}/v2/{repo}/") for _, target in proxy.requests[1:])
 
 
 def test_an_https_registry_is_reached_through_a_connect_tunnel_and_verified(
@@ -357,7 +358,8 @@ def test_an_https_registry_is_reached_through_a_connect_tunnel_and_verified(
     assert tunnels >= 1 and set(proxy.requests) == {("CONNECT", f"{TLS_NAME}:443")}
     assert TLS_NAME in str(caught.value) and "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
     # Every request went through a tunnel, none to the proxy in the clear.
-    assert all(method == "GET" and "/v2/test/tls/" in path for method, path, _ in static.requests)
+    assert static.requests[0][:2] == ("GET", "/v2/")
+    assert all(method == "GET" and "/v2/test/tls/" in path for method, path, _ in static.requests[1:])
 
 
 # ------------------------------------------------------------------------------------ mirrors
@@ -415,10 +417,31 @@ def test_failing_mirrors_fall_through_to_the_registry(registry: Registry, repo: 
         mirrors = [dead, unavailable.url, missing.url, broken.url]
         options = replace(FAST, mirrors={registry.host: mirrors})
         assert pull(Repository(parse_normalized_named(f"{registry.host}/{repo}:v1"), options)) == contents(small)
-    # A mirror failing with 5xx is retried, then left alone for the rest of the pull; a 404 is per request.
+    # Each mirror fails its API check (GET /v2/): a 5xx after the retries, a 404 at once (not a registry);
+    # either way it is left alone for the rest of the pull.
     assert unavailable.count() == broken.count() == FAST.max_attempts
-    assert missing.count() == 1 + len(small.blobs())
-    assert [r.target for r in unavailable.requests] == [f"/v2/{repo}/manifests/v1"] * FAST.max_attempts
+    assert missing.count() == 1
+    assert [r.target for r in unavailable.requests] == ["/v2/"] * FAST.max_attempts
+
+
+def test_a_server_that_is_not_a_registry_is_told_apart_by_its_api_check(
+        no_proxy_environment: pytest.MonkeyPatch) -> None:
+    class NotARegistry(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = b"<html><body>Welcome to our web site</body></html>"
+            self.send_response(404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with ThreadedServer(NotARegistry) as web:
+        with pytest.raises(NotFoundError) as caught:
+            Repository(parse_normalized_named(f"127.0.0.1:{web.port}/x/img:1"), FAST).get_manifest("1")
+    assert caught.value.status == 404
+    assert "the registry API check (GET /v2/)" in str(caught.value) and f"127.0.0.1:{web.port}" in str(caught.value)
 
 
 def test_when_every_endpoint_fails_the_error_is_the_registrys(registry: Registry, repo: str,

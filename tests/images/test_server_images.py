@@ -178,7 +178,8 @@ def test_a_second_run_costs_one_manifest_head_and_no_download(server: WesServer,
     log = client.wait(client.run(_tool(tmp_path, image)))
     assert log["state"] == "COMPLETE", log
     assert any(f"image {image}: cached" in line for line in _lines(log)), _lines(log)
-    assert [(r.method, "/manifests/" in r.path) for r in fault_proxy.requests] == [("HEAD", True)]
+    # The registry API check, then one manifest HEAD: nothing downloaded.
+    assert [(r.method, r.path) for r in fault_proxy.requests] == [("GET", "/v2/"), ("HEAD", f"/v2/{repo}/manifests/1")]
 
 
 def test_concurrent_runs_needing_one_new_image_download_each_blob_once(

@@ -1,8 +1,9 @@
 """Which Authorization header a request carries, learnt from each endpoint's 401 challenges.
 
-There is no separate ping of ``/v2/``: the first request to an endpoint goes out
-without credentials, and its 401 says whether the endpoint wants Basic or a
-Bearer token (and from which realm), as containerd does.
+The repository pings each endpoint's ``/v2/`` once, without credentials; its 401
+says whether the endpoint wants Basic or a Bearer token (and from which realm),
+so the first real request carries them. A later 401 (a token expired, or one
+without the scope needed) is learnt from the same way.
 """
 
 from __future__ import annotations

@@ -47,6 +47,8 @@ class Repository:
         self.auth = Authenticator(self.session, self.options, reference.registry, self.scope, self.image, tokens)
         # Mirrors that could not be reached or kept failing: not tried again by this instance.
         self._given_up: Set[str] = set()
+        # Endpoints whose /v2/ answered as a registry does.
+        self._pinged: Set[str] = set()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -95,6 +97,33 @@ class Repository:
             response = with_retries(send, self.options, label, retry_connection_errors=not endpoint.is_mirror)
         return response
 
+    def _ping(self, endpoint: Endpoint) -> None:
+        """``GET /v2/`` once per endpoint, without credentials: is it a registry, and how does it authenticate?
+
+        200 and 401 are a registry's answers; a 401's challenge tells `auth` the
+        scheme (and token realm), so the first real request carries credentials.
+        Anything else is raised as a `RegistryError` that says the endpoint does
+        not answer the registry API.
+        """
+        if endpoint.base_url in self._pinged:
+            return
+        what = "the registry API check (GET /v2/)"
+
+        def send() -> Response:
+            return self.session.request("GET", endpoint.base_url + "/v2/")
+
+        response = with_retries(send, self.options, f"{what} at {endpoint.host}",
+                                retry_connection_errors=not endpoint.is_mirror)
+        try:
+            if response.status_code == 401:
+                self.auth.learn(endpoint, response)
+            elif response.status_code != 200:
+                raise_for_response(response, self.image, endpoint.host, what)
+        finally:
+            response.close()
+        with self._lock:
+            self._pinged.add(endpoint.base_url)
+
     def request(self, method: str, path: str, what: str, headers: Optional[Dict[str, str]] = None,
                 ok: Tuple[int, ...] = (200,)) -> Response:
         """A request to the first endpoint that answers it, authenticated and retried.
@@ -108,6 +137,20 @@ class Repository:
         for index, endpoint in enumerate(self.endpoints):
             last = index == last_index
             if not last and endpoint.base_url in self._given_up:
+                continue
+            try:
+                self._ping(endpoint)
+            except RegistryError as exc:
+                if last:
+                    raise
+                log.info("mirror %s is not usable: %s; not trying it again", endpoint.host, exc)
+                self._give_up(endpoint)
+                continue
+            except RETRY_EXCEPTIONS as exc:
+                if last:
+                    raise_for_connection(exc, self.image, endpoint.host, what)
+                log.info("mirror %s unreachable: %s; not trying it again", endpoint.host, type(exc).__name__)
+                self._give_up(endpoint)
                 continue
             try:
                 response = self._authenticated(endpoint, method, path, headers, what)
