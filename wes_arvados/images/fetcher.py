@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
+from dataclasses import dataclass
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -38,6 +39,15 @@ INFLATE_AHEAD = 32
 
 class _Cancelled(Stopped):
     """Another layer failed; this one stops."""
+
+
+@dataclass(frozen=True)
+class _Destination:
+    """Where a delivered blob's bytes go besides the cache: `offset` in `fd`, until `stop` is set."""
+
+    fd: int
+    offset: int
+    stop: threading.Event
 
 
 
@@ -111,15 +121,7 @@ class LayerFetcher:
 
     def compressed(self, layer: Descriptor) -> LayerFile:
         """The layer blob as the registry serves it, in the cache."""
-        path = self.cache.get(layer.digest, layer.size)
-        if path is None:
-            with self.cache.lock(layer.digest):
-                for _ in self._source(layer):
-                    pass
-            path = self.cache.path(layer.digest)
-        else:
-            self.progress.advance(layer.size)
-        return LayerFile(path, layer.size, layer.digest)
+        return self._fetch(layer, None)
 
     def deliver(self, layer: Descriptor, fd: int, offset: int, stop: threading.Event) -> "Future[LayerFile]":
         """Get the layer blob into the cache and its bytes into `fd` at `offset`, on the pool.
@@ -129,21 +131,24 @@ class LayerFetcher:
         caller removes the output) if the blob does not match its digest. Once
         `stop` is set (the writer failed) nothing more is written to `fd`.
         """
-        return self.pool.submit(self._run, self._deliver, layer, fd, offset, stop)
+        return self.pool.submit(self._run, self._fetch, layer, _Destination(fd, offset, stop))
 
-    def _deliver(self, layer: Descriptor, fd: int, offset: int, stop: threading.Event) -> LayerFile:
+    def _fetch(self, layer: Descriptor, into: Optional[_Destination]) -> LayerFile:
+        """The blob in the cache, fetched under its lock if missing; its bytes also written `into` a file if given."""
         path = self.cache.get(layer.digest, layer.size)
         if path is None:
             with self.cache.lock(layer.digest):
-                at = offset
+                at = into.offset if into else 0
                 for chunk in self._source(layer):
-                    if stop.is_set():
-                        raise _Cancelled()
-                    at += write_at(fd, chunk, at)
+                    if into is not None:
+                        if into.stop.is_set():
+                            raise _Cancelled()
+                        at += write_at(into.fd, chunk, at)
             path = self.cache.path(layer.digest)
         else:
             self.progress.advance(layer.size)
-            copy_file(path, fd, layer.size, offset)
+            if into is not None:
+                copy_file(path, into.fd, layer.size, into.offset)
         return LayerFile(path, layer.size, layer.digest)
 
     def inflate(self, layer: Descriptor, diff_id: str, blob: Callable[[], LayerFile]) -> LayerStream:

@@ -103,21 +103,19 @@ class Repository:
         200 and 401 are a registry's answers; a 401's challenge tells `auth` the
         scheme (and token realm), so the first real request carries credentials.
         Anything else is raised as a `RegistryError` that says the endpoint does
-        not answer the registry API.
+        not answer the registry API; a mirror that does not is not tried again.
         """
         if endpoint.base_url in self._pinged:
             return
         what = "the registry API check (GET /v2/)"
-
-        def send() -> Response:
-            return self.session.request("GET", endpoint.base_url + "/v2/")
-
-        response = with_retries(send, self.options, f"{what} at {endpoint.host}",
-                                retry_connection_errors=not endpoint.is_mirror)
+        response = with_retries(lambda: self._send(endpoint, "GET", "/v2/", {}), self.options,
+                                f"{what} at {endpoint.host}", retry_connection_errors=not endpoint.is_mirror)
         try:
             if response.status_code == 401:
                 self.auth.learn(endpoint, response)
             elif response.status_code != 200:
+                if endpoint.is_mirror:
+                    self._give_up(endpoint)
                 raise_for_response(response, self.image, endpoint.host, what)
         finally:
             response.close()
@@ -128,8 +126,9 @@ class Repository:
                 ok: Tuple[int, ...] = (200,)) -> Response:
         """A request to the first endpoint that answers it, authenticated and retried.
 
-        Mirrors that fail in any way fall through to the next endpoint; one that
-        cannot be reached or keeps failing with 5xx is not tried again. The
+        Each endpoint is checked once first (`_ping`). Mirrors that fail in any way
+        fall through to the next endpoint; one that cannot be reached, keeps failing
+        with 5xx or is not a registry is not tried again. The
         registry itself is last, and its failure is raised as a `RegistryError`.
         """
         headers = headers or {}
@@ -140,19 +139,6 @@ class Repository:
                 continue
             try:
                 self._ping(endpoint)
-            except RegistryError as exc:
-                if last:
-                    raise
-                log.info("mirror %s is not usable: %s; not trying it again", endpoint.host, exc)
-                self._give_up(endpoint)
-                continue
-            except RETRY_EXCEPTIONS as exc:
-                if last:
-                    raise_for_connection(exc, self.image, endpoint.host, what)
-                log.info("mirror %s unreachable: %s; not trying it again", endpoint.host, type(exc).__name__)
-                self._give_up(endpoint)
-                continue
-            try:
                 response = self._authenticated(endpoint, method, path, headers, what)
             except RegistryError as exc:
                 if last:

@@ -24,8 +24,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _in_network(name: str, entry: str) -> bool:
-    """Whether an IP host falls in an insecure-registries CIDR entry, as Docker allows ("10.0.0.0/8")."""
+def in_network(name: str, entry: str) -> bool:
+    """Whether an IP host falls in a CIDR entry ("10.0.0.0/8"), as insecure registries and NO_PROXY allow."""
     if "/" not in entry:
         return False
     try:
@@ -37,6 +37,6 @@ def _in_network(name: str, entry: str) -> bool:
 def scheme_for(host: str, insecure: Iterable[str]) -> str:
     """"http" for loopback and operator-listed insecure registries (host, host:port or CIDR), else "https"."""
     name = hostname(host)
-    if is_loopback(host) or any(entry in (host, name) or _in_network(name, entry) for entry in insecure):
+    if is_loopback(host) or any(entry in (host, name) or in_network(name, entry) for entry in insecure):
         return "http"
     return "https"

@@ -23,11 +23,11 @@ import json
 import os
 import ssl
 import threading
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
 from .options import RegistryOptions
-from .scheme import is_loopback
+from .scheme import hostname, in_network, is_loopback
 
 # Idle connections kept per origin; layers download in parallel.
 POOL_SIZE = 32
@@ -70,46 +70,33 @@ class Response:
         """At most `size` bytes of the body, as soon as some have arrived; b"" at its end."""
         if self._raw is None:
             return b""
-        try:
-            data = self._raw.read1(size)
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise BrokenConnection(f"{type(exc).__name__}: {exc}") from exc
+        data = self._read(self._raw.read1, size)
         if not data:
             remaining = self._raw.length  # http.client returns b"" when the peer closes early
             if remaining:
                 self.close()
                 raise BrokenConnection(f"the connection closed with {remaining} bytes of the body unread")
-            self._done()
+            self.close()
         return data
 
     @property
     def content(self) -> bytes:
         """The whole body."""
         if self._content is None:
-            if self._raw is None:
-                self._content = b""
-            else:
-                try:
-                    self._content = self._raw.read()
-                except (OSError, http.client.HTTPException) as exc:
-                    self.close()
-                    raise BrokenConnection(f"{type(exc).__name__}: {exc}") from exc
-                self._done()
+            self._content = b"" if self._raw is None else self._read(self._raw.read)
+            self.close()
         return self._content
+
+    def _read(self, read: Callable[..., bytes], *args: int) -> bytes:
+        try:
+            return read(*args)
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise BrokenConnection(f"{type(exc).__name__}: {exc}") from exc
 
     def json(self) -> Any:
         """The body parsed as JSON (ValueError if it is not)."""
         return json.loads(self.content)
-
-    def _done(self) -> None:
-        raw, self._raw = self._raw, None
-        if raw is None:
-            return
-        raw.close()  # read to its end; http.client's read1 leaves it open, and the connection busy
-        if self._release is not None:
-            self._release(not raw.will_close)
-            self._release = None
 
     def close(self) -> None:
         """Stop reading; a connection with body left unread is closed rather than reused."""
@@ -117,7 +104,7 @@ class Response:
         if raw is None:
             return
         complete = raw.isclosed() or (not raw.chunked and raw.length == 0)
-        raw.close()
+        raw.close()  # also when read to its end: http.client's read1 leaves it open, and the connection busy
         if self._release is not None:
             self._release(complete and not raw.will_close)
             self._release = None
@@ -125,36 +112,29 @@ class Response:
 
 def _no_proxy_matches(host: str, port: int, entries: List[str]) -> bool:
     """Whether NO_PROXY excludes `host`: "*", a name and its subdomains, an IP, a CIDR, optionally with :port."""
-    import ipaddress
-
     name = host.lower().rstrip(".")
     for entry in entries:
         if entry == "*":
             return True
-        entry_port: Optional[int] = None
-        if entry.startswith("["):
-            closing = entry.find("]")
-            entry, rest = entry[1:closing], entry[closing + 1:]
-            entry_port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
-        elif entry.count(":") == 1:
-            entry, _, text = entry.partition(":")
-            entry_port = int(text) if text.isdigit() else None
-        if entry_port is not None and entry_port != port:
+        entry_host = hostname(entry)
+        rest = entry.rpartition("]")[2] if entry.startswith("[") else entry[len(entry_host):]  # "" or ":port"
+        if rest[1:].isdigit() and int(rest[1:]) != port:
             continue
-        try:
-            if "/" in entry:
-                if ipaddress.ip_address(name) in ipaddress.ip_network(entry, strict=False):
-                    return True
-                continue
-            if ipaddress.ip_address(entry) == ipaddress.ip_address(name):
-                return True
-            continue
-        except ValueError:
-            pass
-        entry = entry.lower().lstrip("*").lstrip(".")
-        if entry and (name == entry or name.endswith("." + entry)):
+        if in_network(name, entry_host) or _same_address(name, entry_host):
+            return True
+        entry_host = entry_host.lower().lstrip("*").lstrip(".")
+        if entry_host and (name == entry_host or name.endswith("." + entry_host)):
             return True
     return False
+
+
+def _same_address(name: str, entry: str) -> bool:
+    import ipaddress  # here: most NO_PROXY entries are names
+
+    try:
+        return ipaddress.ip_address(name) == ipaddress.ip_address(entry)
+    except ValueError:
+        return False
 
 
 def _env(name: str) -> str:
