@@ -174,6 +174,8 @@ def main() -> None:
         cold = Case("wes-arvados pull (uncompressed, cold cache)")
         compressed = Case("wes-arvados pull --layers=compressed (cold)")
         warm = Case("wes-arvados pull, re-pull of the unchanged image")
+        # The part of every pull that no core shares: the interpreter and the imports (`--help` exits after them).
+        startup = Case("wes-arvados start-up alone (pull --help)")
         def run_skopeo() -> None:
             fresh()
             skopeo.samples.append(run_child(["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}",
@@ -184,6 +186,7 @@ def main() -> None:
             cold.samples.append(run_child(ours + ["-o", str(out), "--cache-dir", str(cache)], env))
             settle()
             warm.samples.append(run_child(ours + ["-o", str(out), "--cache-dir", str(cache)], env))
+            startup.samples.append(run_child([sys.executable, "-m", "wes_arvados", "pull", "--help"], env))
 
         def run_compressed() -> None:
             fresh()
@@ -205,7 +208,7 @@ def main() -> None:
               f"medians; CPU = user + system of the child; inflater in use: {INFLATER}")
         base_wall, base_cpu = skopeo.median(lambda s: s.wall), skopeo.median(lambda s: s.cpu)
         print(f"{'case':50} {'wall s':>7} {'CPU s':>7} {'RSS MB':>7} {'wall ×':>7} {'CPU ×':>7}  walls s")
-        for case in (skopeo, cold, compressed, warm):
+        for case in (skopeo, cold, compressed, warm, startup):
             wall, cpu = case.median(lambda s: s.wall), case.median(lambda s: s.cpu)
             rss = max(s.rss_mb for s in case.samples)
             walls = " ".join(f"{s.wall:.2f}" for s in case.samples)

@@ -23,9 +23,6 @@ import fcntl
 import hashlib
 import json
 import os
-import secrets
-import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -66,7 +63,7 @@ class BlobWriter:
         algorithm, _, self.expected_hex = digest.partition(":")
         self.hasher = hashlib.new(algorithm) if check_digest else None
         self.size = 0
-        self.temp = cache.root / "tmp" / f"{self.expected_hex}.{os.getpid()}.{secrets.token_hex(4)}"
+        self.temp = cache.root / "tmp" / f"{self.expected_hex}.{os.getpid()}.{os.urandom(4).hex()}"
         self.fd: Optional[int] = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
 
     def write(self, data: Union[bytes, memoryview]) -> None:
@@ -128,6 +125,9 @@ class BlobCache:
     @contextlib.contextmanager
     def temporary(cls, near: Union[str, Path, None] = None) -> Iterator["BlobCache"]:
         """A cache in a new temp directory (beside `near` if given), removed afterwards."""
+        import shutil  # these two here: `pull` with a cache, the usual case, needs neither
+        import tempfile
+
         root = tempfile.mkdtemp(prefix=".wes-arvados-cache-", dir=str(near) if near else None)
         try:
             yield cls(root)
@@ -238,7 +238,7 @@ class BlobCache:
         next pull of the same image into the same format a link again. False when
         the cache is on another filesystem than `path` (nothing is stored then).
         """
-        temp = self.root / "tmp" / f"archive-{key}.{os.getpid()}.{secrets.token_hex(4)}"
+        temp = self.root / "tmp" / f"archive-{key}.{os.getpid()}.{os.urandom(4).hex()}"
         try:
             os.link(path, temp)
         except OSError:

@@ -50,10 +50,6 @@ class _Destination:
     stop: threading.Event
 
 
-
-
-
-
 class LayerFetcher:
     """Gets layers into the cache on a pool of threads; the first failure cancels the rest."""
 

@@ -42,8 +42,6 @@ import functools
 import hashlib
 import json
 import os
-import secrets
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -143,6 +141,8 @@ def _check_options(options: PullOptions) -> None:
 
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
+        import shutil  # here: only an OCI layout directory needs it
+
         shutil.rmtree(path, ignore_errors=True)
     else:
         with contextlib.suppress(FileNotFoundError):
@@ -269,7 +269,7 @@ def pull(image: str, output: Union[str, Path, None] = None, options: Optional[Pu
         raise ImageError(f"output {out} is a directory that is not empty")
     out.parent.mkdir(parents=True, exist_ok=True)
     compressed = options.format == OCI or options.layers == COMPRESSED
-    partial = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
+    partial = out.parent / f".{out.name}.partial-{os.urandom(4).hex()}"
     progress = options.progress
     downloaded = 0
     try:
