@@ -44,6 +44,8 @@ FAST = RegistryOptions(backoff=0.01, max_attempts=3)
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 # A registry name that only the test proxy resolves; the test certificate is also issued to it.
 TLS_NAME = "registry.example"
+# An address of the documentation range: reachable here only through the test proxy.
+TLS_IPV6 = "2001:db8::5"
 
 
 # ------------------------------------------------------------------------------------ scheme
@@ -179,7 +181,7 @@ def test_a_body_cut_short_is_a_broken_connection_not_an_end() -> None:
 
 
 def _certificate(tmp_path: Path) -> Tuple[Path, Path, Path]:
-    """A CA, and a certificate it signed for 127.0.0.1 and TLS_NAME: (ca.pem, server.pem, server.key)."""
+    """A CA, and a certificate it signed for 127.0.0.1, TLS_IPV6 and TLS_NAME: (ca.pem, server.pem, server.key)."""
     now = dt.datetime.now(dt.timezone.utc)
 
     def build(subject: str, issuer: x509.Name, public_key, signing_key, ca: bool) -> x509.Certificate:
@@ -191,6 +193,7 @@ def _certificate(tmp_path: Path) -> Tuple[Path, Path, Path]:
         if not ca:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                             x509.IPAddress(ipaddress.ip_address(TLS_IPV6)),
                                              x509.DNSName(TLS_NAME)]), critical=False)
         return builder.sign(signing_key, hashes.SHA256())
 
@@ -358,6 +361,38 @@ def test_an_https_registry_is_reached_through_a_connect_tunnel_and_verified(
     # Every request went through a tunnel, none to the proxy in the clear.
     assert static.requests[0][:2] == ("GET", "/v2/")
     assert all(method == "GET" and "/v2/test/tls/" in path for method, path, _ in static.requests[1:])
+
+
+def test_an_ipv6_registry_is_tunnelled_with_its_brackets_and_a_refusal_says_what_the_proxy_answered(
+        tmp_path: Path, small: Image, no_proxy_environment: pytest.MonkeyPatch) -> None:
+    # Python 3.11's http.client would send "CONNECT 2001:db8::5:443", which no proxy can route.
+    ca, cert, key = _certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    authority, unrouted = f"[{TLS_IPV6}]:443", "[2001:db8::6]:443"
+    with StaticRegistry.of("test/tls", small) as static:
+        static._httpd.socket = context.wrap_socket(static._httpd.socket, server_side=True)
+        with ForwardProxy({authority: f"https://{static.host}"}) as proxy:
+            _use_proxy(no_proxy_environment, proxy.url)
+            options = replace(FAST, ca_bundle=str(ca))
+            assert pull(Repository(parse_normalized_named(f"[{TLS_IPV6}]/test/tls:v1"), options)) == contents(small)
+            with pytest.raises(RegistryError) as refused:  # the test proxy refuses what it has no route for
+                Repository(parse_normalized_named("[2001:db8::6]/test/tls:v1"), options).get_manifest("v1")
+    assert set(proxy.requests) == {("CONNECT", authority), ("CONNECT", unrouted)}
+    assert f"refused a tunnel to {unrouted}: HTTP/1.1 403 Forbidden" in str(refused.value)
+    # Inside the tunnel, the Host header keeps the brackets too.
+    assert {headers.get("Host") for _, _, headers in static.requests} == {f"[{TLS_IPV6}]"}
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "ALL_PROXY"])
+def test_a_proxy_that_is_not_http_is_refused_by_name_without_its_credentials(
+        variable: str, no_proxy_environment: pytest.MonkeyPatch) -> None:
+    no_proxy_environment.setenv(variable, "socks5://reader:s3cret@127.0.0.1:1080")
+    with pytest.raises(RegistryError) as caught:
+        Repository(parse_normalized_named(f"{TLS_NAME}/test/x:v1"), FAST).get_manifest("v1")
+    message = str(caught.value)
+    assert "the proxy socks5://127.0.0.1:1080" in message and "only http:// proxies" in message
+    assert "s3cret" not in message and "reader" not in message
 
 
 # ------------------------------------------------------------------------------------ mirrors

@@ -2,7 +2,8 @@
 
 A session keeps idle connections per origin (and proxy) for reuse, takes
 HTTP(S)_PROXY and NO_PROXY from the environment as Go's ``http.ProxyFromEnvironment``
-does (loopback is never proxied; ALL_PROXY, as curl reads it, is the fallback), verifies https
+does (loopback is never proxied; ALL_PROXY, as curl reads it, is the fallback; https goes
+through a CONNECT tunnel of its own, `_TunnelConnection`; only http:// proxies), verifies https
 with the CA bundle of the options or the system's, and answers `Response`
 objects whose bodies are read as they arrive. It follows no redirects and
 decodes no Content-Encoding: the client does the first by hand so that
@@ -21,6 +22,7 @@ import base64
 import http.client
 import json
 import os
+import socket
 import ssl
 import threading
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
@@ -31,6 +33,8 @@ from .scheme import hostname, in_network, is_loopback
 
 # Idle connections kept per origin; layers download in parallel.
 POOL_SIZE = 32
+# The most a proxy's answer to CONNECT may hold before its blank line.
+TUNNEL_ANSWER_LIMIT = 64 << 10
 
 
 class TransportError(Exception):
@@ -253,11 +257,14 @@ class Session:
             return http.client.HTTPConnection(host, port, timeout=timeout), False
         proxy_parts = urlsplit(proxy)
         proxy_host, proxy_port = proxy_parts.hostname or "", proxy_parts.port or 80
+        if proxy_parts.scheme != "http":  # named without its credentials
+            where = proxy_host + (f":{proxy_parts.port}" if proxy_parts.port else "")
+            raise CannotConnect(f"the proxy {proxy_parts.scheme}://{where} (from HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) "
+                                "is not supported: only http:// proxies are")
         if scheme == "http":
             return http.client.HTTPConnection(proxy_host, proxy_port, timeout=timeout), False
-        conn = http.client.HTTPSConnection(proxy_host, proxy_port, timeout=timeout, context=self.context)
-        conn.set_tunnel(host if ":" not in host else f"[{host}]", port, headers=_proxy_authorization(proxy))
-        return conn, False
+        return _TunnelConnection((proxy_host, proxy_port), host, port, _proxy_authorization(proxy), timeout,
+                                 self.context), False
 
     def _release(self, origin: _Origin, conn: http.client.HTTPConnection, reusable: bool) -> None:
         if reusable:
@@ -267,6 +274,57 @@ class Session:
                     idle.append(conn)
                     return
         conn.close()
+
+
+class _TunnelConnection(http.client.HTTPSConnection):
+    """https to `host` inside an http proxy's CONNECT tunnel.
+
+    http.client's own tunnel (Python 3.11) writes an IPv6 target without its
+    brackets ("CONNECT ::1:443"); this one writes the authority as RFC 9110
+    has it, and a refusal names what the proxy answered.
+    """
+
+    def __init__(self, proxy: Tuple[str, int], host: str, port: int, headers: Mapping[str, str],
+                 timeout: Optional[float], context: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self.proxy = proxy
+        self.tunnel_headers = dict(headers)
+        self.tls = context
+
+    def connect(self) -> None:
+        """Ask the proxy for a tunnel to the registry, then speak TLS to the registry through it."""
+        sock = socket.create_connection(self.proxy, self.timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as http.client's connect does
+            authority = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+            lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+            lines += [f"{name}: {value}" for name, value in self.tunnel_headers.items()]
+            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            status_line = _read_tunnel_answer(sock)
+            parts = status_line.split(None, 2)
+            if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].startswith("2"):
+                raise OSError(f"the proxy {self.proxy[0]}:{self.proxy[1]} refused a tunnel to {authority}: "
+                              f"{status_line or 'no answer'}")
+            self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+
+
+def _read_tunnel_answer(sock: socket.socket) -> str:
+    """The status line of the proxy's answer to CONNECT, its headers read up to the blank line and no further.
+
+    Byte by byte: what follows the blank line is the registry's TLS, which must stay in the socket.
+    """
+    answer = bytearray()
+    while not answer.endswith(b"\r\n\r\n") and not answer.endswith(b"\n\n"):
+        byte = sock.recv(1)
+        if not byte:
+            break
+        answer += byte
+        if len(answer) > TUNNEL_ANSWER_LIMIT:
+            raise OSError(f"the proxy's answer to CONNECT is over {TUNNEL_ANSWER_LIMIT} bytes")
+    return answer.split(b"\n", 1)[0].decode("latin-1").strip()
 
 
 def _proxy_authorization(proxy: str) -> Dict[str, str]:
