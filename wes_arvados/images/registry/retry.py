@@ -52,7 +52,7 @@ def with_retries(send: Callable[[], Response], options: RegistryOptions, what: s
         try:
             response = send()
         except RETRY_EXCEPTIONS as exc:
-            if last or not retry_connection_errors:
+            if last or not retry_connection_errors or not exc.retryable:
                 raise
             log.info("%s: %s; retrying in %.2f s", what, type(exc).__name__, delay)
             sleep(delay)

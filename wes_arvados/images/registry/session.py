@@ -44,6 +44,17 @@ class TransportError(Exception):
 class CannotConnect(TransportError):
     """No answer began: refused, unreachable, reset or timed out before the status line."""
 
+    # Whether sending again may help; a proxy that refuses a tunnel, or that we cannot speak to, is not retried.
+    retryable = True
+
+
+class ProxyRefused(CannotConnect):
+    """The proxy refused to carry the request, or is of a kind this client does not speak; its answer is named."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
 
 class BrokenConnection(TransportError):
     """An answer began and then broke off (reset, closed early, timed out)."""
@@ -207,6 +218,9 @@ class Session:
             try:
                 conn.request(method, target, body=body, headers=sent)
                 raw = conn.getresponse()
+            except ProxyRefused:
+                conn.close()
+                raise
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 stale = isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError))
@@ -259,8 +273,8 @@ class Session:
         proxy_host, proxy_port = proxy_parts.hostname or "", proxy_parts.port or 80
         if proxy_parts.scheme != "http":  # named without its credentials
             where = proxy_host + (f":{proxy_parts.port}" if proxy_parts.port else "")
-            raise CannotConnect(f"the proxy {proxy_parts.scheme}://{where} (from HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) "
-                                "is not supported: only http:// proxies are")
+            raise ProxyRefused(f"the proxy {proxy_parts.scheme}://{where} (from HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) "
+                               "is not supported: only http:// proxies are")
         if scheme == "http":
             return http.client.HTTPConnection(proxy_host, proxy_port, timeout=timeout), False
         return _TunnelConnection((proxy_host, proxy_port), host, port, _proxy_authorization(proxy), timeout,
@@ -279,9 +293,11 @@ class Session:
 class _TunnelConnection(http.client.HTTPSConnection):
     """https to `host` inside an http proxy's CONNECT tunnel.
 
-    http.client's own tunnel (Python 3.11) writes an IPv6 target without its
-    brackets ("CONNECT ::1:443"); this one writes the authority as RFC 9110
-    has it, and a refusal names what the proxy answered.
+    http.client's own tunnel (Python 3.11) fails IPv6 registries either way: given
+    "[::1]" it checks the certificate against that bracketed name, given "::1" it
+    asks for "CONNECT ::1:443". This one writes the authority as RFC 9110 has it
+    and checks the certificate against the address, and a refusal names what
+    the proxy answered.
     """
 
     def __init__(self, proxy: Tuple[str, int], host: str, port: int, headers: Mapping[str, str],
@@ -302,9 +318,11 @@ class _TunnelConnection(http.client.HTTPSConnection):
             sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
             status_line = _read_tunnel_answer(sock)
             parts = status_line.split(None, 2)
-            if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].startswith("2"):
-                raise OSError(f"the proxy {self.proxy[0]}:{self.proxy[1]} refused a tunnel to {authority}: "
-                              f"{status_line or 'no answer'}")
+            code = parts[1] if len(parts) > 1 and parts[0].startswith("HTTP/") else ""
+            if not code.startswith("2"):
+                # A proxy's 5xx may pass (its upstream was unreachable); its 403 or 407 will not.
+                raise ProxyRefused(f"the proxy {self.proxy[0]}:{self.proxy[1]} refused a tunnel to {authority}: "
+                                   f"{status_line or 'no answer'}", retryable=code.startswith("5"))
             self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
         except BaseException:
             sock.close()
