@@ -11,7 +11,6 @@ import base64
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 from urllib.parse import parse_qs
@@ -26,6 +25,7 @@ from wes_arvados.images.registry import RegistryOptions, Repository
 from wes_arvados.images.registry.bearer import MARGIN, MIN_EXPIRY, TokenCache
 from wes_arvados.images.registry.challenge import parse_challenges
 from wes_arvados.images.registry.credentials import AuthConfig, Credentials
+from wes_arvados.records import replace
 
 from ..wes import require
 from .builder import Image, ImageFactory, push

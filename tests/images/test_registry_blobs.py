@@ -12,7 +12,6 @@ import email.utils
 import socket
 import struct
 import time
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler
 from typing import Dict, List, Mapping, Optional, Tuple
 
@@ -26,6 +25,7 @@ from wes_arvados.images.registry import RegistryOptions, Repository
 from wes_arvados.images.registry.credentials import AuthConfig, Credentials
 from wes_arvados.images.registry.retry import retry_after
 from wes_arvados.images.registry.session import Response
+from wes_arvados.records import replace
 
 from ..threaded import ThreadedServer
 from .builder import Image, ImageFactory, push

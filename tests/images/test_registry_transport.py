@@ -14,7 +14,6 @@ import logging
 import socket
 import ssl
 import threading
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import List, Mapping, Tuple
@@ -33,6 +32,7 @@ from wes_arvados.images.registry.credentials import AuthConfig, Credentials
 from wes_arvados.images.registry.mirror import endpoints, mirror_endpoint
 from wes_arvados.images.registry.scheme import is_loopback, scheme_for
 from wes_arvados.images.registry.session import BrokenConnection, make_session, proxy_for
+from wes_arvados.records import replace
 
 from ..threaded import ThreadedServer
 from ..wes import free_port

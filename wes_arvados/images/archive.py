@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import errno
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
+from ..records import field, record
 from .manifest import OCI_INDEX, digest_of
 
 if TYPE_CHECKING:
@@ -48,14 +48,14 @@ CONTAINERD_IMAGE_NAME = "io.containerd.image.name"
 # ---- parts ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Metadata:
     """Small bytes of an archive: a tar header, padding or a JSON document."""
 
     data: bytes
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LayerPart:
     """`size` bytes of a layer (or other large blob), to be read from the local file `path`."""
 
@@ -76,7 +76,7 @@ class LayerPart:
                 yield data
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StreamPart:
     """A tar member whose size is known only once `chunks` is exhausted; the writer writes its header.
 
@@ -92,7 +92,7 @@ class StreamPart:
     reopen: Optional[Callable[[], Iterable[bytes]]] = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DeliveredPart:
     """`size` bytes of a layer that its fetcher writes into the destination itself, as they arrive.
 
@@ -107,7 +107,7 @@ class DeliveredPart:
     deliver: Callable[[int, int, "Event"], "Future[Any]"]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RefPart:
     """`size` bytes of a layer the destination already holds; `ref` is the destination's own handle on them."""
 
@@ -123,7 +123,7 @@ Part = Union[Metadata, LayerPart, StreamPart, RefPart, DeliveredPart]
 # ---- what to write ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LayerFile:
     """A layer's bytes in a local file, with their digest and size."""
 
@@ -132,7 +132,7 @@ class LayerFile:
     digest: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LayerStream:
     """A layer's bytes as they are produced, of a size known at their end.
 
@@ -146,7 +146,7 @@ class LayerStream:
     reopen: Optional[Callable[[], Iterable[bytes]]] = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LayerRef:
     """A layer the destination already holds (e.g. Keep blocks of an earlier image): nothing to fetch."""
 
@@ -155,7 +155,7 @@ class LayerRef:
     ref: Any
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ArchiveLayer:
     """A layer as stored in an archive: its digest there, media type, and how to get its bytes.
 
@@ -172,7 +172,7 @@ class ArchiveLayer:
     size: Optional[int] = None
 
 
-@dataclass
+@record
 class ArchiveImage:
     """One image to write: config bytes, layers base first, and the names to tag it with."""
 
@@ -186,24 +186,24 @@ class ArchiveImage:
     annotations: Dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _File:
     name: str
     data: bytes
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Link:
     name: str
     target: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Dir:
     name: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Layer:
     name: str
     layer: ArchiveLayer

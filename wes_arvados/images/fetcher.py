@@ -16,11 +16,11 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from dataclasses import dataclass
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+from ..records import record
 from .archive import LayerFile, LayerStream
 from .cache import BlobCache
 from .errors import DigestMismatch
@@ -41,7 +41,7 @@ class _Cancelled(Stopped):
     """Another layer failed; this one stops."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Destination:
     """Where a delivered blob's bytes go besides the cache: `offset` in `fd`, until `stop` is set."""
 

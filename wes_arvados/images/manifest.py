@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
+from ..records import field, record
 from .errors import DigestMismatch, InvalidReference, ManifestError, PlatformNotFound
 from .platform import (  # noqa: F401 - re-exported: the image model's public names
     DEFAULT_PLATFORM,
@@ -72,7 +72,7 @@ ATTESTATION_MANIFEST = "attestation-manifest"
 # ---- descriptors, manifests and indexes -------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Descriptor:
     """A typed, sized, digest-addressed pointer to a blob or manifest."""
 
@@ -115,7 +115,7 @@ class Descriptor:
         return p is not None and (p.os, p.architecture) == ("unknown", "unknown")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Manifest:
     """An image manifest: one config and the layers, base first."""
 
@@ -127,7 +127,7 @@ class Manifest:
     annotations: dict[str, str] = field(default_factory=dict, hash=False)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Index:
     """An image index (Docker manifest list): one manifest per platform."""
 

@@ -43,10 +43,10 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
+from ..records import asdict, field, record
 from .archive import (CONTAINERD_IMAGE_NAME, OCI_REF_NAME, ArchiveImage, ArchiveLayer, LayerFile, LayerRef,
                       iter_archive, iter_oci_archive)
 from .cache import BlobCache, default_cache_dir
@@ -68,7 +68,7 @@ LAYER_MODES = (UNCOMPRESSED, COMPRESSED)
 DEFAULT_JOBS = 4
 
 
-@dataclass
+@record
 class PullOptions:
     """How to pull: output format and layer form, platform, parallelism, cache and registry settings."""
 
@@ -84,7 +84,7 @@ class PullOptions:
     progress: Progress = field(default_factory=NullProgress)
 
 
-@dataclass
+@record
 class PullResult:
     """What a pull produced."""
 
@@ -208,7 +208,7 @@ def _write(partial: Path, archive: ArchiveImage, fmt: str, as_directory: bool, j
     return write_archive(partial, iter_oci_archive(archive, deliverable=True), jobs)
 
 
-@dataclass
+@record
 class OpenedImage:
     """An image resolved at its registry, whose archive layout fetches layers only as they are read."""
 

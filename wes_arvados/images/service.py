@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
+from ..records import replace
 from .cache import BlobCache
 from .policy import ImagePolicy
 from .pull import PullOptions, open_image
