@@ -27,18 +27,15 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List,
 
 from ..records import field, record
 from .manifest import OCI_INDEX, digest_of
+from .tar import BLOCK, DIRTYPE, SYMTYPE, tar_header
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
     from threading import Event
 
-BLOCK = 512
-REGTYPE, SYMTYPE, DIRTYPE = b"0", b"2", b"5"
 # Go's archive/tar ends an archive with two zero blocks (Python pads to 10 KiB; we do as Go).
 END_OF_ARCHIVE = bytes(2 * BLOCK)
 COPY_CHUNK = 1 << 20
-FILE_MODE = 0o644
-DIR_MODE = 0o755
 # Config attributes that the legacy top layer's json repeats, as docker save does.
 LEGACY_CONFIG_KEYS = ("architecture", "config", "container", "container_config", "created", "docker_version", "os")
 OCI_REF_NAME = "org.opencontainers.image.ref.name"
@@ -294,17 +291,6 @@ def oci_entries(image: ArchiveImage, directories: bool = True) -> Iterator[_Entr
 
 
 # ---- tar --------------------------------------------------------------------------------------
-
-
-def tar_header(name: str, size: int = 0, kind: bytes = REGTYPE, linkname: str = "") -> bytes:
-    """A deterministic tar header: mtime 0, owner 0:0, PAX records only where ustar falls short."""
-    import tarfile  # here: a re-pull served from the cache writes no header
-
-    info = tarfile.TarInfo(name)
-    info.size, info.type, info.linkname = size, kind, linkname
-    info.mode = {DIRTYPE: DIR_MODE, SYMTYPE: 0o777}.get(kind, FILE_MODE)
-    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
 def padding(size: int) -> bytes:

@@ -23,6 +23,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -125,8 +126,7 @@ class BlobCache:
     @contextlib.contextmanager
     def temporary(cls, near: Union[str, Path, None] = None) -> Iterator["BlobCache"]:
         """A cache in a new temp directory (beside `near` if given), removed afterwards."""
-        import shutil  # these two here: `pull` with a cache, the usual case, needs neither
-        import tempfile
+        import tempfile  # here: `pull` with a cache, the usual case, needs none
 
         root = tempfile.mkdtemp(prefix=".wes-arvados-cache-", dir=str(near) if near else None)
         try:
