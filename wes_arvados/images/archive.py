@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List,
 
 from ..records import field, record
 from .manifest import OCI_INDEX, digest_of
-from .tar import BLOCK, DIRTYPE, SYMTYPE, tar_header
+from .tar import BLOCK, DIRTYPE, SYMTYPE, padding, tar_header
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -291,11 +291,6 @@ def oci_entries(image: ArchiveImage, directories: bool = True) -> Iterator[_Entr
 
 
 # ---- tar --------------------------------------------------------------------------------------
-
-
-def padding(size: int) -> bytes:
-    """Zero bytes that fill a member of `size` bytes up to a whole tar block."""
-    return bytes(-size % BLOCK)
 
 
 def tar_parts(entries: Iterable[_Entry], deliverable: bool = False) -> Iterator[Part]:

@@ -40,7 +40,12 @@ def tar_header(name: str, size: int = 0, kind: bytes = REGTYPE, linkname: str = 
     if not pax:
         return header
     records = _pax_records(pax)
-    return _ustar(PAX_NAME, 0, len(records), XHDTYPE, "") + records + bytes(-len(records) % BLOCK) + header
+    return _ustar(PAX_NAME, 0, len(records), XHDTYPE, "") + records + padding(len(records)) + header
+
+
+def padding(size: int) -> bytes:
+    """Zero bytes that fill a member of `size` bytes up to a whole tar block."""
+    return bytes(-size % BLOCK)
 
 
 def _field(value: str, length: int) -> bytes:

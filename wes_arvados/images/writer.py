@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Union
 
 from ..records import record
-from .archive import (BLOCK, COPY_CHUNK, ArchiveImage, DeliveredPart, LayerPart, LayerStream, Metadata, Part, RefPart,
-                      StreamPart, _File, _Layer, oci_entries, padding, tar_header)
+from .archive import (COPY_CHUNK, ArchiveImage, DeliveredPart, LayerPart, LayerStream, Metadata, Part, RefPart,
+                      StreamPart, _File, _Layer, oci_entries)
 from .errors import ImageError
+from .tar import BLOCK, padding, tar_header
 
 
 def copy_file(src_path: Path, dst_fd: int, size: int, at: Optional[int] = None) -> None:
