@@ -158,7 +158,10 @@ def main() -> None:
     with Registry(work / "registry") as registry:
         ensure_image(registry, args.size_mb, args.layers)
         ref = f"{registry.host}/{REPO}:{TAG}"
-        ours = [sys.executable, "-m", "wes_arvados", "pull", ref] + (["--jobs", str(args.jobs)] if args.jobs else [])
+        # The command as users run it: the console script pip installed (no runpy, no importlib.util).
+        script = Path(sys.executable).with_name("wes-arvados")
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "wes_arvados"]
+        ours = command + ["pull", ref] + (["--jobs", str(args.jobs)] if args.jobs else [])
         # Bytecode as an installed package has it (pip compiles it), not recompiled on every start.
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "wes_arvados")], check=True)
         env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -186,7 +189,7 @@ def main() -> None:
             cold.samples.append(run_child(ours + ["-o", str(out), "--cache-dir", str(cache)], env))
             settle()
             warm.samples.append(run_child(ours + ["-o", str(out), "--cache-dir", str(cache)], env))
-            startup.samples.append(run_child([sys.executable, "-m", "wes_arvados", "pull", "--help"], env))
+            startup.samples.append(run_child(command + ["pull", "--help"], env))
 
         def run_compressed() -> None:
             fresh()

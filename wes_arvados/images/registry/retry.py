@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 import logging
 import time
 from typing import Callable, Optional
@@ -27,6 +25,9 @@ def retry_after(response: Response) -> Optional[float]:
         return max(0.0, float(value))
     except ValueError:
         pass
+    import datetime as dt  # here: an HTTP date is rare, and email.utils costs every pull ~10 ms to import
+    import email.utils
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -1,9 +1,9 @@
-"""The registry client's one HTTP session, on the standard library's http.client.
+"""The registry client's one HTTP session, on connections of `http1`.
 
 A session keeps idle connections per origin (and proxy) for reuse, takes
 HTTP(S)_PROXY and NO_PROXY from the environment as Go's ``http.ProxyFromEnvironment``
 does (loopback is never proxied; ALL_PROXY, as curl reads it, is the fallback; https goes
-through a CONNECT tunnel of its own, `_TunnelConnection`; only http:// proxies), verifies https
+through a CONNECT tunnel; only http:// proxies), verifies https
 with the CA bundle of the options or the system's, and answers `Response`
 objects whose bodies are read as they arrive. It follows no redirects and
 decodes no Content-Encoding: the client does the first by hand so that
@@ -19,22 +19,21 @@ one, since nothing was answered.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
-import socket
-import ssl
 import threading
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
+from .http1 import ClosedBeforeAnswer, Connection, Headers, RawResponse, TunnelRefused, authority
 from .options import RegistryOptions
 from .scheme import hostname, in_network, is_loopback
 
+if TYPE_CHECKING:
+    import ssl
+
 # Idle connections kept per origin; layers download in parallel.
 POOL_SIZE = 32
-# The most a proxy's answer to CONNECT may hold before its blank line.
-TUNNEL_ANSWER_LIMIT = 64 << 10
 
 
 class TransportError(Exception):
@@ -66,8 +65,8 @@ _Origin = Tuple[str, str, int, Optional[str]]  # scheme, host, port, proxy URL
 class Response:
     """A status, headers and a body read on demand; `close` it (or read it all) to free the connection."""
 
-    def __init__(self, status_code: int, reason: str, headers: Mapping[str, str], url: str,
-                 request_headers: Mapping[str, str], raw: Optional[http.client.HTTPResponse] = None,
+    def __init__(self, status_code: int, reason: str, headers: "Headers | Mapping[str, str]", url: str,
+                 request_headers: Mapping[str, str], raw: Optional[RawResponse] = None,
                  release: Optional[Any] = None) -> None:
         self.status_code = status_code
         self.reason = reason
@@ -87,7 +86,7 @@ class Response:
             return b""
         data = self._read(self._raw.read1, size)
         if not data:
-            remaining = self._raw.length  # http.client returns b"" when the peer closes early
+            remaining = self._raw.length  # b"" also when the peer closes early
             if remaining:
                 self.close()
                 raise BrokenConnection(f"the connection closed with {remaining} bytes of the body unread")
@@ -105,7 +104,7 @@ class Response:
     def _read(self, read: Callable[..., bytes], *args: int) -> bytes:
         try:
             return read(*args)
-        except (OSError, http.client.HTTPException) as exc:
+        except OSError as exc:
             self.close()
             raise BrokenConnection(f"{type(exc).__name__}: {exc}") from exc
 
@@ -118,10 +117,9 @@ class Response:
         raw, self._raw = self._raw, None
         if raw is None:
             return
-        complete = raw.isclosed() or (not raw.chunked and raw.length == 0)
-        raw.close()  # also when read to its end: http.client's read1 leaves it open, and the connection busy
+        raw.close()
         if self._release is not None:
-            self._release(complete and not raw.will_close)
+            self._release(raw.complete and not raw.will_close)
             self._release = None
 
 
@@ -183,17 +181,19 @@ class Session:
         self.ca_bundle = options.ca_bundle
         self.user_agent = options.user_agent
         self.timeout = options.timeout
-        self._context: Optional[ssl.SSLContext] = None
-        self._idle: Dict[_Origin, List[http.client.HTTPConnection]] = {}
+        self._context: "Optional[ssl.SSLContext]" = None
+        self._idle: Dict[_Origin, List[Connection]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Session(ca_bundle={self.ca_bundle!r})"
 
     @property
-    def context(self) -> ssl.SSLContext:
+    def context(self) -> "ssl.SSLContext":
         """The TLS settings: the CA bundle of the options, else the system's."""
         if self._context is None:
+            import ssl  # here: plain-http registries (loopback, insecure ones) never need it
+
             self._context = ssl.create_default_context(cafile=self.ca_bundle)
         return self._context
 
@@ -206,7 +206,10 @@ class Session:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         proxy = proxy_for(url)
         origin: _Origin = (parts.scheme, parts.hostname, port, proxy)
-        sent = {"User-Agent": self.user_agent, **(headers or {})}
+        default_port = 443 if parts.scheme == "https" else 80
+        host = authority(parts.hostname, port) if port != default_port else (
+            f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname)
+        sent = {"Host": host, "User-Agent": self.user_agent, "Accept-Encoding": "identity", **(headers or {})}
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
@@ -216,14 +219,18 @@ class Session:
         for attempt in range(2):
             conn, reused = self._connection(origin, timeout, pooled=attempt == 0)
             try:
-                conn.request(method, target, body=body, headers=sent)
-                raw = conn.getresponse()
+                conn.request(method, target, sent, body)
+                raw = conn.getresponse(method)
             except ProxyRefused:
                 conn.close()
                 raise
-            except (OSError, http.client.HTTPException) as exc:
+            except TunnelRefused as exc:
                 conn.close()
-                stale = isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError))
+                # A proxy's 5xx may pass (its upstream was unreachable); its 403 or 407 will not.
+                raise ProxyRefused(str(exc), retryable=exc.code.startswith("5")) from None
+            except OSError as exc:
+                conn.close()
+                stale = isinstance(exc, (ClosedBeforeAnswer, BrokenPipeError, ConnectionResetError))
                 if reused and stale and attempt == 0:
                     continue  # the server closed an idle connection: nothing was answered; a new one now
                 raise CannotConnect(f"{type(exc).__name__}: {exc}") from exc
@@ -233,7 +240,7 @@ class Session:
             self._release(origin, conn, reusable)
 
         response = Response(raw.status, raw.reason, raw.headers, url, sent, raw, release)
-        if method == "HEAD" or raw.length == 0:
+        if raw.length == 0:
             response.close()
         return response
 
@@ -256,24 +263,18 @@ class Session:
             for conn in conns:
                 conn.close()
 
-    def _connection(self, origin: _Origin, timeout: Optional[float],
-                    pooled: bool = True) -> Tuple[http.client.HTTPConnection, bool]:
+    def _connection(self, origin: _Origin, timeout: Optional[float], pooled: bool = True) -> Tuple[Connection, bool]:
         """An idle connection to `origin` if there is one (and `pooled`), else a new one; and whether it was idle."""
         with self._lock:
             idle = self._idle.get(origin)
             if idle and pooled:
                 return idle.pop(), True
-        conn = self._new_connection(origin, self.timeout if timeout is None else timeout)
-        # http.client's hook for opening the socket (its own tests replace it too).
-        conn._create_connection = _create_connection  # type: ignore[attr-defined]
-        return conn, False
+        return self._new_connection(origin, self.timeout if timeout is None else timeout), False
 
-    def _new_connection(self, origin: _Origin, timeout: float) -> http.client.HTTPConnection:
+    def _new_connection(self, origin: _Origin, timeout: float) -> Connection:
         scheme, host, port, proxy = origin
         if proxy is None:
-            if scheme == "https":
-                return http.client.HTTPSConnection(host, port, timeout=timeout, context=self.context)
-            return http.client.HTTPConnection(host, port, timeout=timeout)
+            return Connection((host, port), timeout, self.context if scheme == "https" else None)
         proxy_parts = urlsplit(proxy)
         proxy_host, proxy_port = proxy_parts.hostname or "", proxy_parts.port or 80
         if proxy_parts.scheme != "http":  # named without its credentials
@@ -281,11 +282,12 @@ class Session:
             raise ProxyRefused(f"the proxy {proxy_parts.scheme}://{where} (from HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) "
                                "is not supported: only http:// proxies are")
         if scheme == "http":
-            return http.client.HTTPConnection(proxy_host, proxy_port, timeout=timeout)
-        return _TunnelConnection((proxy_host, proxy_port), host, port, _proxy_authorization(proxy), timeout,
-                                 self.context)
+            return Connection((proxy_host, proxy_port), timeout)
+        # https inside a CONNECT tunnel, the certificate checked against the registry's name or address.
+        return Connection((host, port), timeout, self.context,
+                          tunnel=((proxy_host, proxy_port), _proxy_authorization(proxy)))
 
-    def _release(self, origin: _Origin, conn: http.client.HTTPConnection, reusable: bool) -> None:
+    def _release(self, origin: _Origin, conn: Connection, reusable: bool) -> None:
         if reusable:
             with self._lock:
                 idle = self._idle.setdefault(origin, [])
@@ -293,71 +295,6 @@ class Session:
                     idle.append(conn)
                     return
         conn.close()
-
-
-class _TunnelConnection(http.client.HTTPSConnection):
-    """https to `host` inside an http proxy's CONNECT tunnel.
-
-    http.client's own tunnel (Python 3.11) fails IPv6 registries either way: given
-    "[::1]" it checks the certificate against that bracketed name, given "::1" it
-    asks for "CONNECT ::1:443". This one writes the authority as RFC 9110 has it
-    and checks the certificate against the address, and a refusal names what
-    the proxy answered.
-    """
-
-    def __init__(self, proxy: Tuple[str, int], host: str, port: int, headers: Mapping[str, str],
-                 timeout: Optional[float], context: ssl.SSLContext) -> None:
-        super().__init__(host, port, timeout=timeout, context=context)
-        self.proxy = proxy
-        self.tunnel_headers = dict(headers)
-        self.tls = context
-
-    def connect(self) -> None:
-        """Ask the proxy for a tunnel to the registry, then speak TLS to the registry through it."""
-        sock = _create_connection(self.proxy, self.timeout)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as http.client's connect does
-            authority = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-            lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
-            lines += [f"{name}: {value}" for name, value in self.tunnel_headers.items()]
-            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-            status_line = _read_tunnel_answer(sock)
-            parts = status_line.split(None, 2)
-            code = parts[1] if len(parts) > 1 and parts[0].startswith("HTTP/") else ""
-            if not code.startswith("2"):
-                # A proxy's 5xx may pass (its upstream was unreachable); its 403 or 407 will not.
-                raise ProxyRefused(f"the proxy {self.proxy[0]}:{self.proxy[1]} refused a tunnel to {authority}: "
-                                   f"{status_line or 'no answer'}", retryable=code.startswith("5"))
-            self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
-        except BaseException:
-            sock.close()
-            raise
-
-
-def _create_connection(address: Tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
-    """`socket.create_connection`, with an ASCII host name passed as bytes.
-
-    getaddrinfo encodes a str host with the idna codec, and importing that codec
-    (with unicodedata) cost every pull ~5 ms; for an ASCII name it changes nothing.
-    """
-    host, port = address
-    return socket.create_connection((host.encode() if host.isascii() else host, port), *args, **kwargs)
-
-
-def _read_tunnel_answer(sock: socket.socket) -> str:
-    """The status line of the proxy's answer to CONNECT, its headers read up to the blank line and no further.
-
-    Byte by byte: what follows the blank line is the registry's TLS, which must stay in the socket.
-    """
-    answer = bytearray()
-    while not answer.endswith(b"\r\n\r\n") and not answer.endswith(b"\n\n"):
-        byte = sock.recv(1)
-        if not byte:
-            break
-        answer += byte
-        if len(answer) > TUNNEL_ANSWER_LIMIT:
-            raise OSError(f"the proxy's answer to CONNECT is over {TUNNEL_ANSWER_LIMIT} bytes")
-    return answer.split(b"\n", 1)[0].decode("latin-1").strip()
 
 
 def _proxy_authorization(proxy: str) -> Dict[str, str]:
