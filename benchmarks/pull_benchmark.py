@@ -76,10 +76,28 @@ def run_child(argv: List[str], env: Optional[Dict[str, str]] = None) -> Sample:
     return Sample(wall, usage.ru_utime + usage.ru_stime, rss_kb / 1024)
 
 
+# GiB of memory touched and freed before each run (--warm-gib); see `settle`.
+WARM_GIB = 3.0
+
+
 def settle() -> None:
-    """Let earlier runs' dirty pages reach the disk, so a run does not pay for its predecessor."""
+    """Start every run from the same state, so that none pays for its predecessor.
+
+    Earlier runs' dirty pages go to the disk (`sync`). Then WARM_GIB of memory is
+    touched and freed: on a VM whose balloon reports free pages to the host (as
+    this project's Firecracker VMs do), memory freed a while ago has gone back to
+    the host, and a run whose page-cache writes land on such pages pays for the
+    host faulting them in again: three times the system time of a run that finds
+    recently freed memory (benchmarks/README.rst). Which one a run got depended on
+    how much its predecessor had just freed: the run after skopeo was the slow one.
+    """
     subprocess.run(["sync"], check=False)
     time.sleep(0.5)
+    if WARM_GIB > 0:
+        size = int(WARM_GIB * (1 << 30))
+        touched = bytearray(size)
+        touched[0:size:4096] = bytes(len(range(0, size, 4096)))  # a byte in every page
+        del touched  # freed right before the run: the pages the run's writes get are warm
 
 
 def ensure_image(registry: Registry, size_mb: int, layers: int) -> None:
@@ -140,17 +158,21 @@ def inflater_speeds(registry: Registry) -> Dict[str, float]:
 
 def main() -> None:
     """Run the benchmark and print the table."""
+    global WARM_GIB
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of each cold case (default 3)")
     parser.add_argument("--size-mb", type=int, default=680, help="uncompressed image size (default 680: ~434 MB gzip)")
     parser.add_argument("--layers", type=int, default=8, help="layers of the image (default 8)")
     parser.add_argument("--jobs", type=int, default=None, help="--jobs for wes-arvados (default: its own)")
+    parser.add_argument("--warm-gib", type=float, default=WARM_GIB,
+                        help=f"memory touched and freed before each run (default {WARM_GIB}; 0: none)")
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                         / "wes-arvados-benchmark", help="keeps the registry storage between runs of the benchmark")
     parser.add_argument("--push-to", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.push_to:
         return build_and_push(args.push_to, args.size_mb, args.layers)
+    WARM_GIB = args.warm_gib
     if shutil.which("skopeo") is None:
         sys.exit("skopeo is missing (apt-get install skopeo)")
     work = args.workdir
@@ -208,7 +230,8 @@ def main() -> None:
 
         print()
         print(f"image: {describe_image(registry)}; {os.cpu_count()} CPUs; {args.runs} runs each; "
-              f"medians; CPU = user + system of the child; inflater in use: {INFLATER}")
+              f"medians; CPU = user + system of the child; inflater in use: {INFLATER}; "
+              f"{WARM_GIB:g} GiB touched and freed before each run")
         base_wall, base_cpu = skopeo.median(lambda s: s.wall), skopeo.median(lambda s: s.cpu)
         print(f"{'case':50} {'wall s':>7} {'CPU s':>7} {'RSS MB':>7} {'wall ×':>7} {'CPU ×':>7}  walls s")
         for case in (skopeo, cold, compressed, warm, startup):
