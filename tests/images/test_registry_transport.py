@@ -13,6 +13,8 @@ import ipaddress
 import logging
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -224,6 +226,39 @@ def test_an_https_mirror_is_trusted_through_the_ca_bundle(tmp_path: Path, small:
         with pytest.raises(RegistryError) as caught:
             Repository(reference, options).get_manifest("v1")  # the system CAs do not know ours
     assert upstream in str(caught.value)
+
+
+# An https request in a fresh interpreter: the session's TLS, and whether the idna codec came with it.
+_HTTPS_CHILD = """
+import socket, ssl, sys, threading
+from wes_arvados.images.registry import RegistryOptions
+from wes_arvados.images.registry.session import make_session
+ca, cert, key = sys.argv[1:4]
+server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+server_side.load_cert_chain(cert, key)
+listener = socket.create_server(("127.0.0.1", 0))
+def serve():
+    conn, _ = listener.accept()
+    with server_side.wrap_socket(conn, server_side=True) as tls:
+        request = b""
+        while b"\\r\\n\\r\\n" not in request:
+            request += tls.recv(4096)
+        tls.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\nyes")
+threading.Thread(target=serve, daemon=True).start()
+url = f"https://127.0.0.1:{listener.getsockname()[1]}/v2/"
+body = make_session(RegistryOptions(ca_bundle=ca)).get(url).content
+print(body.decode(), "encodings.idna" in sys.modules)
+"""
+
+
+def test_an_https_request_verifies_the_server_without_importing_the_idna_codec(tmp_path: Path) -> None:
+    # ssl encodes a str server_hostname with the idna codec (~5 ms of every https pull's start); an ASCII
+    # host goes to it as bytes, as it goes to getaddrinfo.
+    ca, cert, key = _certificate(tmp_path)
+    done = subprocess.run([sys.executable, "-c", _HTTPS_CHILD, str(ca), str(cert), str(key)], capture_output=True,
+                          text=True, timeout=60, env={"PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["yes", "False"]
 
 
 # ------------------------------------------------------------------------------------ proxies
