@@ -22,9 +22,13 @@ from wes_arvados.images.errors import AuthError
 from wes_arvados.images.manifest import Manifest
 from wes_arvados.images.reference import parse_normalized_named
 from wes_arvados.images.registry import RegistryOptions, Repository
+from wes_arvados.images.registry.auth import Authenticator
 from wes_arvados.images.registry.bearer import MARGIN, MIN_EXPIRY, TokenCache
 from wes_arvados.images.registry.challenge import parse_challenges
 from wes_arvados.images.registry.credentials import AuthConfig, Credentials
+from wes_arvados.images.registry.http1 import Headers
+from wes_arvados.images.registry.mirror import Endpoint
+from wes_arvados.images.registry.session import Response, make_session
 from wes_arvados.records import replace
 
 from ..wes import require
@@ -364,3 +368,17 @@ def test_layers_fetched_in_parallel_share_one_token(token_registry: Registry, to
         got = list(pool.map(lambda d: repository.blob(d.digest, d.size).read(), manifest.layers))
     assert got == [lay.blob for lay in image.layers]
     assert token_server.count() == 1
+
+
+@pytest.mark.parametrize("fields", [
+    [("WWW-Authenticate", 'Basic realm="registry"'), ("www-authenticate", 'Bearer realm="https://auth.test/token"')],
+    [("WWW-Authenticate", 'Basic realm="registry", Bearer realm="https://auth.test/token"')],
+])
+def test_every_www_authenticate_field_is_read_not_only_the_first(fields: List[Tuple[str, str]]) -> None:
+    # A registry may offer Basic in one field and Bearer in the next; both are one list of challenges.
+    options = options_for("registry.test", AuthConfig(registry_token="fixed-token"))
+    authenticator = Authenticator(make_session(options), options, "registry.test", "repository:x:pull", "x")
+    endpoint = Endpoint("https://registry.test", "registry.test", False)
+    answer = Response(401, "Unauthorized", Headers(fields), "https://registry.test/v2/", {})
+    assert authenticator.learn(endpoint, answer)
+    assert authenticator.header(endpoint) == {"Authorization": "Bearer fixed-token"}

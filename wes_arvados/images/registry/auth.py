@@ -81,7 +81,8 @@ class Authenticator:
         """
         sent = response.request_headers.get("Authorization", "")
         sent_scheme = sent.split(" ", 1)[0].lower()
-        challenges = parse_challenges(response.headers.get("WWW-Authenticate"))
+        # Several WWW-Authenticate fields are one list of challenges (RFC 9110 5.3, 11.6.1).
+        challenges = parse_challenges(", ".join(response.headers.get_all("WWW-Authenticate")))
         bearer, basic = find(challenges, "bearer"), find(challenges, "basic")
         auth = self.credentials(endpoint)
         with self._lock:

@@ -70,7 +70,7 @@ class Response:
                  release: Optional[Any] = None) -> None:
         self.status_code = status_code
         self.reason = reason
-        self.headers = headers
+        self.headers = headers if isinstance(headers, Headers) else Headers(list(headers.items()))
         self.url = url
         self.request_headers = request_headers
         self._raw = raw
