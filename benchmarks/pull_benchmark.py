@@ -80,10 +80,10 @@ def run_child(argv: List[str], env: Optional[Dict[str, str]] = None) -> Sample:
 WARM_GIB = 3.0
 
 
-def settle() -> None:
+def settle(warm_gib: float) -> None:
     """Start every run from the same state, so that none pays for its predecessor.
 
-    Earlier runs' dirty pages go to the disk (`sync`). Then WARM_GIB of memory is
+    Earlier runs' dirty pages go to the disk (`sync`). Then `warm_gib` GiB of memory is
     touched and freed: on a VM whose balloon reports free pages to the host (as
     this project's Firecracker VMs do), memory freed a while ago has gone back to
     the host, and a run whose page-cache writes land on such pages pays for the
@@ -93,8 +93,8 @@ def settle() -> None:
     """
     subprocess.run(["sync"], check=False)
     time.sleep(0.5)
-    if WARM_GIB > 0:
-        size = int(WARM_GIB * (1 << 30))
+    if warm_gib > 0:
+        size = int(warm_gib * (1 << 30))
         touched = bytearray(size)
         touched[0:size:4096] = bytes(len(range(0, size, 4096)))  # a byte in every page
         del touched  # freed right before the run: the pages the run's writes get are warm
@@ -158,7 +158,6 @@ def inflater_speeds(registry: Registry) -> Dict[str, float]:
 
 def main() -> None:
     """Run the benchmark and print the table."""
-    global WARM_GIB
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of each cold case (default 3)")
     parser.add_argument("--size-mb", type=int, default=680, help="uncompressed image size (default 680: ~434 MB gzip)")
@@ -172,7 +171,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.push_to:
         return build_and_push(args.push_to, args.size_mb, args.layers)
-    WARM_GIB = args.warm_gib
     if shutil.which("skopeo") is None:
         sys.exit("skopeo is missing (apt-get install skopeo)")
     work = args.workdir
@@ -193,7 +191,7 @@ def main() -> None:
         def fresh() -> None:
             shutil.rmtree(scratch, ignore_errors=True)
             scratch.mkdir(parents=True)
-            settle()
+            settle(args.warm_gib)
 
         skopeo = Case("skopeo copy docker:// docker-archive:")
         cold = Case("wes-arvados pull (uncompressed, cold cache)")
@@ -209,7 +207,7 @@ def main() -> None:
         def run_cold_then_warm() -> None:
             fresh()
             cold.samples.append(run_child(ours + ["-o", str(out), "--cache-dir", str(cache)], env))
-            settle()
+            settle(args.warm_gib)
             warm.samples.append(run_child(ours + ["-o", str(out), "--cache-dir", str(cache)], env))
             startup.samples.append(run_child(command + ["pull", "--help"], env))
 
@@ -231,7 +229,7 @@ def main() -> None:
         print()
         print(f"image: {describe_image(registry)}; {os.cpu_count()} CPUs; {args.runs} runs each; "
               f"medians; CPU = user + system of the child; inflater in use: {INFLATER}; "
-              f"{WARM_GIB:g} GiB touched and freed before each run")
+              f"{args.warm_gib:g} GiB touched and freed before each run")
         base_wall, base_cpu = skopeo.median(lambda s: s.wall), skopeo.median(lambda s: s.cpu)
         print(f"{'case':50} {'wall s':>7} {'CPU s':>7} {'RSS MB':>7} {'wall ×':>7} {'CPU ×':>7}  walls s")
         for case in (skopeo, cold, compressed, warm, startup):

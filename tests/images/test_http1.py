@@ -19,15 +19,18 @@ from wes_arvados.images.registry.session import BrokenConnection, CannotConnect,
 
 
 class Scripted:
-    """A server on loopback that answers the requests of one connection with `answers`, in turn.
+    """A server on loopback that answers requests with `answers`, in turn, then closes.
 
-    An answer of None closes the connection without a byte. Requests are recorded
-    whole (head and Content-Length body) in `requests`.
+    Requests on one connection are answered on it until the client closes it, or
+    after one answer if `one_per_connection` (keep-alive promised, then the
+    connection closed, as a server dropping idle connections does). An answer of
+    None closes the connection without a byte. Requests are recorded whole (head
+    and Content-Length body) in `requests`.
     """
 
-    def __init__(self, answers: Sequence[Optional[bytes]], close_after: bool = True) -> None:
+    def __init__(self, answers: Sequence[Optional[bytes]], one_per_connection: bool = False) -> None:
         self.answers = list(answers)
-        self.close_after = close_after
+        self.one_per_connection = one_per_connection
         self.requests: List[bytes] = []
         self.connections = 0
         self.server = socket.create_server(("127.0.0.1", 0))
@@ -60,8 +63,8 @@ class Scripted:
                     if answer is None:
                         break
                     conn.sendall(answer)
-                if self.close_after and not self.answers:
-                    break
+                    if self.one_per_connection:
+                        break
         self.server.close()
 
     def connection(self) -> Connection:
@@ -86,6 +89,11 @@ def _sent(*answers: Optional[bytes]) -> Connection:
 def _exchange(conn: Connection, method: str = "GET", target: str = "/v2/") -> bytes:
     conn.request(method, target, HEADERS)
     return conn.getresponse(method).read()
+
+
+def ok(body: bytes) -> bytes:
+    """A 200 answer carrying `body`."""
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
 
 
 def test_content_length_bodies_are_read_to_their_length_and_the_connection_carries_the_next_request() -> None:

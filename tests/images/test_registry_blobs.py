@@ -23,6 +23,7 @@ from wes_arvados.images.manifest import (ACCEPT, DOCKER_MANIFEST_LIST, DOCKER_MA
 from wes_arvados.images.reference import parse_normalized_named
 from wes_arvados.images.registry import RegistryOptions, Repository
 from wes_arvados.images.registry.credentials import AuthConfig, Credentials
+from wes_arvados.images.registry.http1 import Headers
 from wes_arvados.images.registry.retry import retry_after
 from wes_arvados.images.registry.session import Response
 from wes_arvados.records import replace
@@ -397,4 +398,4 @@ def test_retry_after_in_the_future_is_waited_for() -> None:
 
 
 def _answer(headers: Mapping[str, str]) -> Response:
-    return Response(429, "Too Many Requests", headers, "http://registry.example/v2/", {})
+    return Response(429, "Too Many Requests", Headers(list(headers.items())), "http://registry.example/v2/", {})

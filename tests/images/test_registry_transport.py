@@ -41,6 +41,7 @@ from ..wes import free_port
 from .builder import Image, push
 from .registry import FaultProxy, Registry, Status
 from .test_registry_auth import contents, pull
+from .test_http1 import Scripted, ok
 from .test_registry_blobs import StaticRegistry
 
 FAST = RegistryOptions(backoff=0.01, max_attempts=3)
@@ -136,51 +137,25 @@ def test_no_proxy_excludes_names_subdomains_addresses_networks_and_ports(
     assert (proxy_for(url) is None) == bypassed
 
 
-def _one_answer_per_connection(bodies: List[bytes]) -> Tuple[socket.socket, List[bytes], threading.Thread]:
-    """A server that answers one request per connection (as keep-alive, then closes), `bodies` in turn.
-
-    A body longer than its Content-Length says is cut: the answer claims one byte more than it sends.
-    """
-    server = socket.create_server(("127.0.0.1", 0))
-    seen: List[bytes] = []
-
-    def serve() -> None:
-        for body in bodies:
-            conn, _ = server.accept()
-            with conn:
-                request = b""
-                while b"\r\n\r\n" not in request:
-                    request += conn.recv(65536)
-                seen.append(request)
-                length = len(body) + (1 if body.startswith(b"cut") else 0)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % length + body)
-        server.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return server, seen, thread
-
-
 def test_pooled_connections_the_server_closed_are_replaced_by_a_new_one() -> None:
-    server, seen, thread = _one_answer_per_connection([b"first", b"second", b"third"])
-    url = f"http://127.0.0.1:{server.getsockname()[1]}/v2/"
+    server = Scripted([ok(b"first"), ok(b"second"), ok(b"third")], one_per_connection=True)
     session = make_session(RegistryOptions(user_agent="wes-test/1"))
-    first = session.request("GET", url)
-    second = session.request("GET", url)  # the first is not read yet: a second connection
+    first = session.request("GET", server.url())
+    second = session.request("GET", server.url())  # the first is not read yet: a second connection
     assert (first.content, second.content) == (b"first", b"second")  # both idle now, and closed by the server
     # Both idle connections are stale: the request is sent again on a new one, not on the other stale one.
-    assert session.request("GET", url).content == b"third"
-    thread.join(5)
-    assert len(seen) == 3 and all(b"User-Agent: wes-test/1" in request for request in seen)
+    assert session.request("GET", server.url()).content == b"third"
+    server.thread.join(5)
+    assert len(server.requests) == 3 and all(b"User-Agent: wes-test/1" in request for request in server.requests)
 
 
 def test_a_body_cut_short_is_a_broken_connection_not_an_end() -> None:
-    server, _, thread = _one_answer_per_connection([b"cut short"])
-    response = make_session(RegistryOptions()).request("GET", f"http://127.0.0.1:{server.getsockname()[1]}/")
+    server = Scripted([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\ncut short"])  # one byte short
+    response = make_session(RegistryOptions()).request("GET", server.url("/"))
     assert response.read1(1024) == b"cut short"
     with pytest.raises(BrokenConnection, match="1 bytes of the body unread"):
         response.read1(1024)
-    thread.join(5)
+    server.thread.join(5)
 
 
 def _certificate(tmp_path: Path) -> Tuple[Path, Path, Path]:

@@ -19,7 +19,7 @@ value from a registry (a Location, a token) can inject a header.
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 if TYPE_CHECKING:
     import ssl
@@ -29,6 +29,8 @@ MAX_LINE = 65536
 MAX_HEADERS = 100
 # How far a chunk-size line may go, extensions included.
 MAX_CHUNK_LINE = 4096
+# The most a proxy's answer to CONNECT may hold before its blank line.
+TUNNEL_ANSWER_LIMIT = 64 << 10
 
 
 class ProtocolError(OSError):
@@ -37,6 +39,14 @@ class ProtocolError(OSError):
 
 class ClosedBeforeAnswer(ProtocolError):
     """The server closed the connection without a byte of an answer (an idle connection it had dropped)."""
+
+
+class TunnelRefused(ProtocolError):
+    """The proxy answered CONNECT with something other than 2xx; `code` is its status (0 if none could be read)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class Headers:
@@ -60,10 +70,6 @@ class Headers:
         key = name.lower()
         return [value for field, value in self._fields if field.lower() == key]
 
-    def items(self) -> List[Tuple[str, str]]:
-        """The fields as received: (name, value) pairs."""
-        return list(self._fields)
-
     def __getitem__(self, name: str) -> str:
         value = self._first.get(name.lower())
         if value is None:
@@ -72,12 +78,6 @@ class Headers:
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._first
-
-    def __iter__(self) -> Iterator[str]:
-        return (name for name, _ in self._fields)
-
-    def __len__(self) -> int:
-        return len(self._fields)
 
 
 class RawResponse:
@@ -270,9 +270,10 @@ class Connection:
             sock.close()
 
 
-def authority(host: str, port: int) -> str:
-    """host:port as a request's authority: an IPv6 address in brackets (RFC 9110 4.2.3)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+def authority(host: str, port: Optional[int] = None) -> str:
+    """host[:port] as a request's authority: an IPv6 address in brackets (RFC 9110 4.2.3)."""
+    name = f"[{host}]" if ":" in host else host
+    return name if port is None else f"{name}:{port}"
 
 
 def create_connection(address: Tuple[str, int], timeout: Optional[float]) -> socket.socket:
@@ -291,7 +292,11 @@ def _status_line(file: Any) -> Tuple[int, str, int]:
         raise ClosedBeforeAnswer("the server closed the connection without answering")
     if len(line) > MAX_LINE:
         raise ProtocolError("the status line is too long")
-    text = line.decode("latin-1").rstrip("\r\n")
+    return _parse_status(line.decode("latin-1").rstrip("\r\n"))
+
+
+def _parse_status(text: str) -> Tuple[int, str, int]:
+    """(status, reason, version 10 or 11) of an HTTP/1.x status line; `ProtocolError` if it is not one."""
     version, _, rest = text.partition(" ")
     code, _, reason = rest.partition(" ")
     if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit():
@@ -337,23 +342,14 @@ def _open_tunnel(sock: socket.socket, proxy: Tuple[str, int], target: str, heade
     lines += [f"{name}: {value}" for name, value in headers.items()]
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
     status_line = _read_tunnel_answer(sock)
-    parts = status_line.split(None, 2)
-    code = parts[1] if len(parts) > 1 and parts[0].startswith("HTTP/") else ""
-    if not code.startswith("2"):
+    try:
+        code = _parse_status(status_line)[0]
+    except ProtocolError:
+        code = 0
+    if not 200 <= code < 300:
         raise TunnelRefused(f"the proxy {proxy[0]}:{proxy[1]} refused a tunnel to {target}: "
                             f"{status_line or 'no answer'}", code)
 
-
-class TunnelRefused(ProtocolError):
-    """The proxy answered CONNECT with something other than 2xx; `code` is its status ("" if none)."""
-
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-# The most a proxy's answer to CONNECT may hold before its blank line.
-TUNNEL_ANSWER_LIMIT = 64 << 10
 
 
 def _read_tunnel_answer(sock: socket.socket) -> str:

@@ -65,12 +65,12 @@ _Origin = Tuple[str, str, int, Optional[str]]  # scheme, host, port, proxy URL
 class Response:
     """A status, headers and a body read on demand; `close` it (or read it all) to free the connection."""
 
-    def __init__(self, status_code: int, reason: str, headers: "Headers | Mapping[str, str]", url: str,
+    def __init__(self, status_code: int, reason: str, headers: Headers, url: str,
                  request_headers: Mapping[str, str], raw: Optional[RawResponse] = None,
                  release: Optional[Any] = None) -> None:
         self.status_code = status_code
         self.reason = reason
-        self.headers = headers if isinstance(headers, Headers) else Headers(list(headers.items()))
+        self.headers = headers
         self.url = url
         self.request_headers = request_headers
         self._raw = raw
@@ -203,12 +203,11 @@ class Session:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise CannotConnect(f"unsupported URL {url!r}")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        default_port = 443 if parts.scheme == "https" else 80
+        port = parts.port or default_port
         proxy = proxy_for(url)
         origin: _Origin = (parts.scheme, parts.hostname, port, proxy)
-        default_port = 443 if parts.scheme == "https" else 80
-        host = authority(parts.hostname, port) if port != default_port else (
-            f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname)
+        host = authority(parts.hostname, None if port == default_port else port)
         sent = {"Host": host, "User-Agent": self.user_agent, "Accept-Encoding": "identity", **(headers or {})}
         target = parts.path or "/"
         if parts.query:
@@ -221,13 +220,10 @@ class Session:
             try:
                 conn.request(method, target, sent, body)
                 raw = conn.getresponse(method)
-            except ProxyRefused:
-                conn.close()
-                raise
             except TunnelRefused as exc:
                 conn.close()
                 # A proxy's 5xx may pass (its upstream was unreachable); its 403 or 407 will not.
-                raise ProxyRefused(str(exc), retryable=exc.code.startswith("5")) from None
+                raise ProxyRefused(str(exc), retryable=500 <= exc.code < 600) from None
             except OSError as exc:
                 conn.close()
                 stale = isinstance(exc, (ClosedBeforeAnswer, BrokenPipeError, ConnectionResetError))
