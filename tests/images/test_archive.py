@@ -440,3 +440,13 @@ def test_a_failing_delivery_stops_the_others_before_the_file_is_closed(tmp_path:
             write_archive(tmp_path / "out", parts, jobs=2)
         # write_archive closed its file only after the endless delivery had stopped writing into it.
         assert finished.is_set() and stops[0].is_set()
+
+
+def test_an_archive_goes_into_a_new_or_empty_file_never_over_another(tmp_path: Path) -> None:
+    parts = [Metadata(tar_header("a", 1) + b"1" + bytes(511))]
+    empty = tmp_path / "empty.tar"
+    empty.touch()  # as `pull` makes it, to let the cache hold it before anything is written
+    assert write_archive(empty, parts) == 1024 and _members(empty) == {"a": b"1"}
+    with pytest.raises(FileExistsError, match="not empty"):
+        write_archive(empty, parts)
+    assert _members(empty) == {"a": b"1"}

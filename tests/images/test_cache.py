@@ -5,15 +5,18 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import Iterator, List, Tuple
 
 import pytest
 
-from wes_arvados.images.cache import BlobCache, default_cache_dir
+from wes_arvados.images.cache import BlobCache, Holder, default_cache_dir
 from wes_arvados.images.errors import DigestMismatch
+
+from ..wes import require
 
 DATA = b"hello blob\n" * 1000
 DIGEST = "sha256:" + hashlib.sha256(DATA).hexdigest()
@@ -156,3 +159,95 @@ def test_a_stored_archive_is_a_hard_link_until_it_changes(tmp_path: Path) -> Non
         f.write(b"!")
     assert cache.archive("k" * 64) is None
     assert sorted(os.listdir(cache.root / "archives")) == [] and _temps(cache) == []
+
+
+# ---- blobs kept inside archives ----------------------------------------------------------------
+
+HEADER = b"h" * 512
+
+
+def _held_archive(tmp_path: Path) -> Tuple[BlobCache, Holder, Path]:
+    """A cache holding tmp_path/out.tar, which has DATA at offset 512, recorded as an extent."""
+    cache = BlobCache(tmp_path / "cache")
+    output = tmp_path / "out.tar"
+    output.write_bytes(HEADER + DATA + b"tail")
+    holder = cache.hold(output)
+    assert holder is not None and os.path.samefile(holder.path, output)
+    holder.record(DIGEST, len(HEADER), len(DATA))
+    return cache, holder, output
+
+
+def _extents(cache: BlobCache) -> List[str]:
+    return sorted(p.name for p in (cache.root / "extents").rglob("*") if p.is_file())
+
+
+def test_a_blob_kept_in_an_archive_becomes_an_entry_when_needed(tmp_path: Path) -> None:
+    cache, holder, output = _held_archive(tmp_path)
+    holder.keep()
+    assert _entries(cache) == [] and _extents(cache) == [DIGEST.split(":")[1]]
+    assert os.listdir(cache.root / "held") == [holder.name]  # no longer marked as being written
+    assert cache.get(DIGEST, len(DATA) + 1) is None  # the wrong size is a miss, and forgets the extent
+    assert _extents(cache) == []
+    holder.record(DIGEST, len(HEADER), len(DATA))
+    path = cache.get(DIGEST, len(DATA))
+    assert path == cache.path(DIGEST) and path.read_bytes() == DATA
+    assert _extents(cache) == [] and _temps(cache) == []
+    assert output.read_bytes() == HEADER + DATA + b"tail"
+
+
+def test_a_kept_blob_changed_in_place_is_a_miss(tmp_path: Path) -> None:
+    cache, holder, output = _held_archive(tmp_path)
+    holder.keep()
+    with open(output, "r+b") as f:  # the user edits the output, which the cache shares
+        f.seek(len(HEADER) + 10)
+        f.write(b"?")
+    assert cache.get(DIGEST) is None
+    assert _entries(cache) == [] and _extents(cache) == [] and _temps(cache) == []
+    holder.record(DIGEST, len(HEADER), len(DATA))
+    output.write_bytes(HEADER)  # truncated
+    assert cache.get(DIGEST) is None and _extents(cache) == [] and _temps(cache) == []
+
+
+@pytest.mark.parametrize("keep_blobs", [True, False])
+def test_a_failed_archive_leaves_its_verified_blobs_as_entries(keep_blobs: bool, tmp_path: Path) -> None:
+    cache, holder, output = _held_archive(tmp_path)
+    holder.release(keep_blobs)
+    assert os.listdir(cache.root / "held") == [] and _extents(cache) == [] and _temps(cache) == []
+    assert _entries(cache) == ([DIGEST.split(":")[1]] if keep_blobs else [])
+    assert cache.read(DIGEST) == (DATA if keep_blobs else None)
+    assert output.exists()  # the caller's file: the caller removes it
+
+
+def test_an_archive_left_marked_by_a_dead_process_is_removed_after_a_day(tmp_path: Path) -> None:
+    cache, dead, _ = _held_archive(tmp_path)
+    other = tmp_path / "other.tar"
+    other.write_bytes(b"x")
+    kept, fresh = cache.hold(other), cache.hold(other)
+    assert kept is not None and fresh is not None
+    kept.record("sha256:" + "0" * 64, 0, 1)
+    kept.keep()
+    day_old = (time.time() - 3 * 24 * 3600,) * 2
+    for path in (dead.path, dead.path.with_name(dead.name + ".writing"), kept.path):
+        os.utime(path, day_old)  # `kept` shares its inode with `other`, so `other` is old too
+    BlobCache(cache.root)
+    assert sorted(os.listdir(cache.root / "held")) == sorted([kept.name, fresh.name, fresh.name + ".writing"])
+    assert cache.get(DIGEST) is None and _extents(cache) == ["0" * 64]  # the dead one's extent missed
+
+
+def test_an_archive_with_no_blob_in_it_is_not_kept(tmp_path: Path) -> None:
+    cache = BlobCache(tmp_path / "cache")
+    output = tmp_path / "out.tar"
+    output.write_bytes(b"x")
+    holder = cache.hold(output)
+    assert holder is not None and len(os.listdir(cache.root / "held")) == 2
+    holder.keep()  # every layer came from an entry: nothing to keep the file for
+    assert os.listdir(cache.root / "held") == [] and output.read_bytes() == b"x"
+
+
+def test_an_archive_on_another_filesystem_is_not_held(tmp_path: Path) -> None:
+    require(Path("/dev/shm").is_dir(), "no /dev/shm (a tmpfs, another filesystem than the test's)")
+    cache = BlobCache(tmp_path / "cache")
+    with tempfile.NamedTemporaryFile(dir="/dev/shm") as elsewhere:
+        require(os.stat(elsewhere.name).st_dev != os.stat(cache.root).st_dev, "/dev/shm is on the test's filesystem")
+        assert cache.hold(Path(elsewhere.name)) is None
+    assert os.listdir(cache.root / "held") == []

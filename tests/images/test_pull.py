@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
@@ -77,6 +78,12 @@ def pull_into(tmp_path: Path, ref: str, name: str = "out.tar", **options: object
     options.setdefault("cache_dir", tmp_path / "cache")
     out = tmp_path / name
     return pull(ref, out, PullOptions(**options)), out  # type: ignore[arg-type]
+
+
+def served(registry: Registry, repo: str, image: Image, via: Optional[FaultProxy] = None) -> str:
+    """Push `image` as `repo`:1 and return its reference, through `via` if given."""
+    push(registry, repo, "1", image)
+    return f"{(via or registry).host}/{repo}:1"
 
 
 # ---- formats and consumers --------------------------------------------------------------------
@@ -202,8 +209,7 @@ def test_a_warm_re_pull_makes_one_manifest_head_and_no_blob_get(fault_proxy: Fau
                                                                 repo: str, tmp_path: Path,
                                                                 image_factory: ImageFactory) -> None:
     image = image_factory.many_layers(5)
-    push(registry, repo, "1", image)
-    ref = f"{fault_proxy.host}/{repo}:1"
+    ref = served(registry, repo, image, fault_proxy)
     first, out = pull_into(tmp_path, ref)
     assert first.downloaded == sum(lay.size for lay in image.layers)
     fault_proxy.clear()
@@ -238,8 +244,7 @@ def test_a_changed_tag_fetches_only_the_new_blobs(fault_proxy: FaultProxy, regis
 def test_concurrent_pulls_fetch_each_blob_once(layers: str, fault_proxy: FaultProxy, registry: Registry, repo: str,
                                                tmp_path: Path, image_factory: ImageFactory) -> None:
     image = image_factory.docker_schema2()
-    push(registry, repo, "1", image)
-    ref = f"{fault_proxy.host}/{repo}:1"
+    ref = served(registry, repo, image, fault_proxy)
     cache = tmp_path / "cache"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     processes = [subprocess.Popen([sys.executable, "-m", "wes_arvados", "pull", ref, "-o", str(tmp_path / f"p{i}.tar"),
@@ -269,6 +274,60 @@ def test_concurrent_pulls_fetch_each_blob_once(layers: str, fault_proxy: FaultPr
     check_docker_archive(tmp_path / "t0.tar", image, [ref], compressed=layers == "compressed")
 
 
+def _layer_entries(cache: Path, image: Image) -> List[str]:
+    """The layers of `image` that have blob entries in the cache."""
+    return [lay.digest for lay in image.layers if (cache / "blobs/sha256" / lay.digest.split(":")[1]).exists()]
+
+
+def test_compressed_layers_stay_in_the_archive_and_serve_later_pulls(fault_proxy: FaultProxy, registry: Registry,
+                                                                     repo: str, tmp_path: Path,
+                                                                     image_factory: ImageFactory) -> None:
+    image = image_factory.many_layers(4)
+    ref = served(registry, repo, image, fault_proxy)
+    cache = tmp_path / "cache"
+    _, out = pull_into(tmp_path, ref, layers="compressed")
+    check_docker_archive(out, image, [ref], compressed=True)
+    # The cache holds the output itself and where each layer lies in it: no second copy of any layer.
+    assert _layer_entries(cache, image) == []
+    assert [os.path.samefile(cache / "held" / name, out) for name in os.listdir(cache / "held")] == [True]
+    assert len(list((cache / "extents").rglob("sha256/*"))) == len(image.layers)
+    # The user changes one layer in the output in place: the cache notices when it reads that layer.
+    changed = image.layers[2]
+    with tarfile.open(out) as tar:
+        offset = tar.getmember(changed.digest.split(":")[1] + ".tar.gz").offset_data
+    os.chmod(out, 0o644)
+    with open(out, "r+b") as f:
+        f.seek(offset + changed.size // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    fault_proxy.clear()
+    result, plain = pull_into(tmp_path, ref, name="plain.tar")
+    check_docker_archive(plain, image, [ref])
+    assert result.downloaded == changed.size
+    assert [fault_proxy.blob_gets(lay.digest) for lay in image.layers] == [0, 0, 1, 0]
+    assert _layer_entries(cache, image) == [lay.digest for lay in image.layers]
+    assert list((cache / "extents").rglob("sha256/*")) == []
+
+
+def test_compressed_layers_are_copied_into_a_cache_on_another_filesystem(registry: Registry, repo: str,
+                                                                         tmp_path: Path,
+                                                                         image_factory: ImageFactory) -> None:
+    require(Path("/dev/shm").is_dir(), "no /dev/shm (a tmpfs, another filesystem than the test's)")
+    image = image_factory.oci()
+    push(registry, repo, "1", image)
+    ref = f"{registry.host}/{repo}:1"
+    cache = tmp_path / "cache"
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as elsewhere:
+        require(os.stat(elsewhere).st_dev != os.stat(tmp_path).st_dev, "/dev/shm is on the test's filesystem")
+        pull(ref, Path(elsewhere) / "out.tar", PullOptions(cache_dir=cache, layers="compressed"))
+        check_docker_archive(Path(elsewhere) / "out.tar", image, [ref], compressed=True)
+    assert os.listdir(cache / "held") == []
+    assert _layer_entries(cache, image) == [lay.digest for lay in image.layers]
+    again, _ = pull_into(tmp_path, ref)
+    assert again.downloaded == 0
+
+
 # ---- faults -----------------------------------------------------------------------------------
 
 
@@ -294,15 +353,20 @@ def test_a_flipped_byte_fails_the_pull_and_leaves_no_output_and_no_entry(
     bad = image.layers[3]
     fault_proxy.add_rule(f"/blobs/{bad.digest}$", FlipByte(offset=bad.size // 2), method="GET")
     with pytest.raises(DigestMismatch, match=bad.digest):
-        pull_into(tmp_path, f"{fault_proxy.host}/{repo}:1", layers=layers)
+        pull_into(tmp_path, f"{fault_proxy.host}/{repo}:1", layers=layers, jobs=1)
     assert sorted(os.listdir(tmp_path)) == ["cache"]
     cache = tmp_path / "cache"
     assert not (cache / "blobs/sha256" / bad.digest.split(":")[1]).exists()
     assert not (cache / "blobs/sha256" / bad.diff_id.split(":")[1]).exists()
     assert os.listdir(cache / "tmp") == [] and os.listdir(cache / "archives") == []
+    assert os.listdir(cache / "held") == [] and list((cache / "extents").rglob("sha256/*")) == []
+    # One layer at a time: those before the bad one were verified, and the cache keeps them.
+    assert _layer_entries(cache, image) == [lay.digest for lay in image.layers[:3]]
     # the next pull, with the registry behaving, succeeds and fetches only what is missing
+    fault_proxy.clear()
     _, out = pull_into(tmp_path, f"{fault_proxy.host}/{repo}:1", layers=layers)
     check_docker_archive(out, image, [f"{fault_proxy.host}/{repo}:1"], compressed=layers == "compressed")
+    assert [fault_proxy.blob_gets(lay.digest) for lay in image.layers] == [0, 0, 0, 1, 1, 1]
 
 
 # ---- decompression ----------------------------------------------------------------------------

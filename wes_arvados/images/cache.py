@@ -2,16 +2,26 @@
 
 Layout under the root (``$XDG_CACHE_HOME/wes-arvados`` by default)::
 
-    blobs/sha256/<hex>   verified content, read-only: manifests, configs, layers as the
-                         registry serves them, and uncompressed layers (named by diff_id)
-    tmp/                 entries being written; renamed into blobs/ once verified
-    locks/sha256/<hex>   flock targets, one per digest being fetched
-    archives/<key>       finished archives, hard links to a pull's output (see `store_archive`)
+    blobs/sha256/<hex>    verified content, read-only: manifests, configs, layers as the
+                          registry serves them, and uncompressed layers (named by diff_id)
+    tmp/                  entries being written; renamed into blobs/ once verified
+    locks/sha256/<hex>    flock targets, one per digest being fetched
+    archives/<key>        finished archives, hard links to a pull's output (see `store_archive`)
+    held/<name>           archives whose layers are kept where they lie in them (see `hold`);
+                          ``<name>.writing`` marks one still being written
+    extents/sha256/<hex>  where in a held archive a verified blob lies (offset and size)
 
 An entry appears only by an atomic rename after its bytes hashed to its name, so a
 reader never sees a partial or corrupt entry and needs no lock. Fetchers of one
 digest take its lock (an in-process lock, then ``fcntl.flock`` for other processes)
 and look again before fetching, so concurrent pulls download each blob once.
+
+A layer that goes into an archive as the registry serves it (``--layers=compressed``)
+is not copied into blobs/: the archive is held (a hard link, no copy), and the
+blob's extent in it is recorded, under the blob's lock, once the blob is verified.
+`get` turns an extent into an entry the first time another pull needs the blob,
+hashing it on the way: the held file is also the user's output, which may have
+been changed since.
 Entries are not fsynced: a machine that loses power may leave a short entry behind,
 which the size checks of `get` and the digest checks of `read` turn into a miss.
 """
@@ -35,6 +45,9 @@ from .reference import validate_digest
 CACHE_DIR_NAME = "wes-arvados"
 # Entries in tmp/ older than this were left by a process that died; they are removed.
 STALE_TEMP_SECONDS = 24 * 3600
+# Pieces an extent is read in when it becomes an entry.
+EXTENT_CHUNK = 1 << 20
+WRITING = ".writing"
 
 _LOCKS_GUARD = threading.Lock()
 _LOCKS: Dict[str, threading.Lock] = {}
@@ -118,7 +131,7 @@ class BlobCache:
 
     def __init__(self, root: Union[str, Path]) -> None:
         self.root = Path(root)
-        for sub in ("blobs", "tmp", "locks", "archives"):
+        for sub in ("blobs", "tmp", "locks", "archives", "held", "extents"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._remove_stale_temps()
 
@@ -140,12 +153,16 @@ class BlobCache:
         return self.root / "blobs" / algorithm / hexdigest
 
     def get(self, digest: str, size: Optional[int] = None) -> Optional[Path]:
-        """The entry's path if it exists (and has `size` bytes, when given), else None."""
+        """The entry's path if it exists (and has `size` bytes, when given), else None.
+
+        A blob recorded only as an extent of a held archive becomes an entry
+        here, if its bytes there still hash to its digest (else it is a miss).
+        """
         path = self.path(digest)
         try:
             actual = path.stat().st_size
         except FileNotFoundError:
-            return None
+            return self._from_extent(digest, size)
         if size is not None and actual != size:
             self.discard(digest)
             return None
@@ -211,6 +228,60 @@ class BlobCache:
             finally:
                 os.close(fd)  # closing the descriptor releases the flock
 
+    # ---- blobs kept inside archives ------------------------------------------------------------
+
+    def hold(self, path: Path) -> Optional["Holder"]:
+        """Hold the archive being written at `path` (a hard link), so blobs written into it need no entry.
+
+        None when the cache is on another filesystem than `path`: the blobs then
+        go into entries as usual.
+        """
+        name = os.urandom(8).hex()
+        held = self.root / "held" / name
+        marker = held.with_name(name + WRITING)
+        marker.touch()  # first: a process that dies leaves a marked holder, which a later open removes
+        try:
+            os.link(path, held)
+        except OSError:
+            marker.unlink()
+            return None
+        return Holder(self, name)
+
+    def _extent_path(self, digest: str) -> Path:
+        algorithm, _, hexdigest = validate_digest(digest).partition(":")
+        return self.root / "extents" / algorithm / hexdigest
+
+    def _from_extent(self, digest: str, size: Optional[int]) -> Optional[Path]:
+        """Make the entry of `digest` from its extent in a held archive; None if there is none or it changed."""
+        try:
+            text = self._extent_path(digest).read_text()
+        except FileNotFoundError:
+            return None
+        try:
+            extent = json.loads(text)
+            held = self.root / "held" / os.path.basename(extent["held"])
+            offset, length = int(extent["offset"]), int(extent["size"])
+            if size is not None and length != size:
+                raise ValueError(f"{length} bytes, not {size}")
+            with open(held, "rb", buffering=0) as src, self.writer(digest, length) as writer:
+                while writer.size < length:
+                    data = os.pread(src.fileno(), min(EXTENT_CHUNK, length - writer.size), offset + writer.size)
+                    if not data:
+                        break  # short: the writer's size check refuses it
+                    writer.write(data)
+        except (OSError, ValueError, KeyError, TypeError, DigestMismatch):
+            return None
+        finally:
+            self._forget_extent(digest, text)
+        return self.path(digest)
+
+    def _forget_extent(self, digest: str, text: str) -> None:
+        """Remove the extent record of `digest` if it still says `text` (another may have replaced it)."""
+        path = self._extent_path(digest)
+        with contextlib.suppress(FileNotFoundError):
+            if path.read_text() == text:
+                os.unlink(path)
+
     # ---- whole archives ----------------------------------------------------------------------
 
     def archive(self, key: str) -> Optional[Path]:
@@ -270,3 +341,61 @@ class BlobCache:
                 with contextlib.suppress(OSError):
                     if entry.stat().st_mtime < cutoff:
                         os.unlink(entry.path)
+        # Archives still marked as being written, by a process that died (their extents then miss).
+        with os.scandir(self.root / "held") as entries:
+            for entry in entries:
+                if entry.name.endswith(WRITING):
+                    held = Path(entry.path[:-len(WRITING)])
+                    with contextlib.suppress(OSError):
+                        if max(_mtime(entry.path), _mtime(held)) < cutoff:
+                            for path in (held, Path(entry.path)):
+                                with contextlib.suppress(FileNotFoundError):
+                                    os.unlink(path)
+
+
+def _mtime(path: Union[str, Path]) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+class Holder:
+    """An archive being written, whose verified blobs the cache keeps where they lie in it (`BlobCache.hold`)."""
+
+    def __init__(self, cache: BlobCache, name: str) -> None:
+        self.cache = cache
+        self.name = name
+        self.recorded: Dict[str, str] = {}  # digest -> its extent record
+
+    @property
+    def path(self) -> Path:
+        """The cache's link to the archive."""
+        return self.cache.root / "held" / self.name
+
+    def record(self, digest: str, offset: int, size: int) -> None:
+        """Say that the verified blob `digest` lies at `offset` of the archive; call it with the blob's lock held."""
+        target = self.cache._extent_path(digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = self.cache.root / "tmp" / f"extent-{target.name}.{os.getpid()}.{os.urandom(4).hex()}"
+        text = json.dumps({"held": self.name, "offset": offset, "size": size})
+        temp.write_text(text)
+        os.replace(temp, target)
+        self.recorded[digest] = text
+
+    def keep(self) -> None:
+        """The archive is complete: its extents serve later pulls (if it has none, the cache lets go of it)."""
+        for path in ([] if self.recorded else [self.path]) + [self.path.with_name(self.name + WRITING)]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def release(self, keep_blobs: bool = True) -> None:
+        """The archive failed: its verified blobs become entries (if `keep_blobs`), and the cache lets go of it."""
+        for digest, text in self.recorded.items():
+            if keep_blobs:
+                with contextlib.suppress(OSError):
+                    self.cache.get(digest)  # an entry now, made from the extent
+            self.cache._forget_extent(digest, text)
+        for path in (self.path, self.path.with_name(self.name + WRITING)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)

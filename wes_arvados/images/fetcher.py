@@ -7,8 +7,10 @@ entry, renamed into place only once verified; concurrent fetchers of one digest
 failure cancels the other jobs. `LayerFetcher.inflate` gives a layer's
 uncompressed bytes, verified against its diff_id, with the gzip trailer's size
 hint and a way to read them again (see `writer`). `LayerFetcher.deliver` writes a
-blob into the output file as it downloads, besides the cache, for archives whose
-layers stay compressed: the output then never waits for a blob to be read back.
+blob into the output file as it downloads, for archives whose layers stay
+compressed: the output then never waits for a blob to be read back. When the
+cache holds that output (`BlobCache.hold`), the blob is not copied into the cache
+at all: the cache records where it lies in the output.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from ..records import record
 from .archive import LayerFile, LayerStream
-from .cache import BlobCache
+from .cache import BlobCache, Holder
 from .errors import DigestMismatch
 from .layers import decompress, gzip_size_hint
 from .manifest import Descriptor
@@ -43,11 +45,12 @@ class _Cancelled(Stopped):
 
 @record(frozen=True)
 class _Destination:
-    """Where a delivered blob's bytes go besides the cache: `offset` in `fd`, until `stop` is set."""
+    """Where a delivered blob's bytes go: `offset` in `fd`, until `stop` is set; `holder` is the cache's hold on it."""
 
     fd: int
     offset: int
     stop: threading.Event
+    holder: Optional[Holder] = None
 
 
 class LayerFetcher:
@@ -102,13 +105,19 @@ class LayerFetcher:
             # Close the source now, not when a traceback lets go of it: its temp file goes with it.
             getattr(chunks, "close", lambda: None)()
 
-    def _source(self, layer: Descriptor) -> Iterator[bytes]:
-        """The blob's chunks, from the cache, or from the registry into the cache (lock held by caller)."""
-        cached = self.cache.get(layer.digest, layer.size)
-        if cached is not None:
-            return self._watch(_read_chunks(cached), network=False)
-        fetched = self.cache.stream_into(layer.digest, layer.size, self.repo.blob(layer.digest, layer.size),
-                                         what=f"blob {layer.digest} of {self.repo.image}", source_verifies=True)
+    def _cached(self, layer: Descriptor) -> Optional[Path]:
+        """The blob's cache entry if there is one (its bytes then count as progress)."""
+        path = self.cache.get(layer.digest, layer.size)
+        if path is not None:
+            self.progress.advance(layer.size)
+        return path
+
+    def _download(self, layer: Descriptor, store: bool = True) -> Iterator[bytes]:
+        """The blob's chunks from the registry, stored into the cache as they pass if `store`; lock held by caller."""
+        fetched: Iterator[bytes] = iter(self.repo.blob(layer.digest, layer.size))
+        if store:
+            fetched = self.cache.stream_into(layer.digest, layer.size, fetched,
+                                             what=f"blob {layer.digest} of {self.repo.image}", source_verifies=True)
         return self._watch(fetched, network=True)
 
     def fetch(self, layer: Descriptor) -> LayerFile:
@@ -116,36 +125,42 @@ class LayerFetcher:
         return self.submit(self.compressed, layer)()
 
     def compressed(self, layer: Descriptor) -> LayerFile:
-        """The layer blob as the registry serves it, in the cache."""
-        return self._fetch(layer, None)
+        """The layer blob as the registry serves it, in the cache (fetched under its lock if missing)."""
+        if self._cached(layer) is None:
+            with self.cache.lock(layer.digest):
+                if self._cached(layer) is None:  # not fetched by another pull meanwhile
+                    for _ in self._download(layer):
+                        pass
+        return LayerFile(self.cache.path(layer.digest), layer.size, layer.digest)
 
-    def deliver(self, layer: Descriptor, fd: int, offset: int, stop: threading.Event) -> "Future[LayerFile]":
-        """Get the layer blob into the cache and its bytes into `fd` at `offset`, on the pool.
+    def deliver(self, layer: Descriptor, fd: int, offset: int, stop: threading.Event,
+                holder: Optional[Holder] = None) -> "Future[None]":
+        """Get the layer blob's bytes into `fd` at `offset`, on the pool.
 
-        Bytes downloaded now are written to both as they arrive, so the output
-        does not wait for the blob to be read back; the future fails (and the
-        caller removes the output) if the blob does not match its digest. Once
-        `stop` is set (the writer failed) nothing more is written to `fd`.
+        Bytes downloaded now are written as they arrive, so the output does not
+        wait for the blob to be read back; the future fails (and the caller
+        removes the output) if the blob does not match its digest. Once `stop` is
+        set (the writer failed) nothing more is written to `fd`. With a `holder`
+        (the cache's hold on the file), a downloaded blob is not copied into the
+        cache: its extent in the file is recorded instead, once verified.
         """
-        return self.pool.submit(self._run, self._fetch, layer, _Destination(fd, offset, stop))
+        return self.pool.submit(self._run, self._deliver, layer, _Destination(fd, offset, stop, holder))
 
-    def _fetch(self, layer: Descriptor, into: Optional[_Destination]) -> LayerFile:
-        """The blob in the cache, fetched under its lock if missing; its bytes also written `into` a file if given."""
-        path = self.cache.get(layer.digest, layer.size)
+    def _deliver(self, layer: Descriptor, into: _Destination) -> None:
+        path = self._cached(layer)
         if path is None:
             with self.cache.lock(layer.digest):
-                at = into.offset if into else 0
-                for chunk in self._source(layer):
-                    if into is not None:
+                path = self._cached(layer)  # fetched by another pull meanwhile?
+                if path is None:
+                    at = into.offset
+                    for chunk in self._download(layer, store=into.holder is None):
                         if into.stop.is_set():
                             raise _Cancelled()
                         at += write_at(into.fd, chunk, at)
-            path = self.cache.path(layer.digest)
-        else:
-            self.progress.advance(layer.size)
-            if into is not None:
-                copy_file(path, into.fd, layer.size, into.offset)
-        return LayerFile(path, layer.size, layer.digest)
+                    if into.holder is not None:
+                        into.holder.record(layer.digest, into.offset, layer.size)
+                    return
+        copy_file(path, into.fd, layer.size, into.offset)
 
     def inflate(self, layer: Descriptor, diff_id: str, blob: Callable[[], LayerFile]) -> LayerStream:
         """The layer's tar, decompressed from its cached blob as it is read, verified against `diff_id`.

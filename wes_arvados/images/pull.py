@@ -16,8 +16,11 @@ The pipeline, and why (fetching and writing overlap, and both use every core):
   `BlobStream`) and writes it into its cache entry, renamed into place only once
   verified. Jobs run ahead of the writer, all layers at once. When layers stay
   compressed, the writer knows every offset at once (the sizes are in the
-  manifest), and each job writes the blob into the output too as it arrives
+  manifest), and each job writes the blob into the output as it arrives
   (`LayerFetcher.deliver`): one pass over the bytes, no copy after the download.
+  The cache then holds the output itself (a hard link, `BlobCache.hold`) and
+  records where each verified blob lies in it, instead of a copy of every blob;
+  a later pull that needs one makes an entry of it then (hashing it again).
 * Writing: the archive writer (`writer`) takes the layers in order and, as soon
   as a layer's blob is in the cache, hands it to one of a pool of jobs (one per
   core) that inflates it (python-isal, which releases the GIL), hashes the output
@@ -50,7 +53,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 from ..records import asdict, field, record
 from .archive import (CONTAINERD_IMAGE_NAME, OCI_REF_NAME, ArchiveImage, ArchiveLayer, LayerFile, LayerRef,
                       iter_archive, iter_oci_archive)
-from .cache import BlobCache, default_cache_dir
+from .cache import BlobCache, Holder, default_cache_dir
 from .errors import ImageError
 from .fetcher import LayerFetcher
 from .manifest import OCI_LAYER, config_platform, diff_ids
@@ -149,15 +152,16 @@ def _remove(path: Path) -> None:
 
 
 def _archive_image(ref: Reference, resolved: ResolvedImage, fetcher: LayerFetcher, compressed: bool,
-                   held: Optional[Dict[str, LayerRef]] = None, deliverable: bool = False) -> ArchiveImage:
+                   held: Optional[Dict[str, LayerRef]] = None, deliverable: bool = False,
+                   holder: Optional[Holder] = None) -> ArchiveImage:
     ids = diff_ids(resolved.config)
     blobs: Dict[str, Callable[[], LayerFile]] = {}
     layers = []
     for layer, diff_id in zip(resolved.manifest.layers, ids):
         if compressed and deliverable:  # fetched when the writer places it, straight into the file
             fetch = functools.partial(fetcher.fetch, layer)  # for a writer that cannot take deliveries
-            layers.append(ArchiveLayer(layer.digest, layer.media_type, fetch, functools.partial(fetcher.deliver, layer),
-                                       layer.size))
+            deliver = functools.partial(fetcher.deliver, layer, holder=holder)
+            layers.append(ArchiveLayer(layer.digest, layer.media_type, fetch, deliver, layer.size))
             continue
         if not compressed and held and diff_id in held:  # the destination has it: not even fetched
             layers.append(ArchiveLayer(diff_id, OCI_LAYER, functools.partial(held.__getitem__, diff_id)))
@@ -207,6 +211,31 @@ def _write(partial: Path, archive: ArchiveImage, fmt: str, as_directory: bool, j
     return write_archive(partial, iter_oci_archive(archive, deliverable=True), jobs)
 
 
+def _write_new(partial: Path, opened: "OpenedImage", options: PullOptions, compressed: bool,
+               as_directory: bool) -> int:
+    """Write the archive at `partial`; return its size.
+
+    An archive file of compressed layers is held by the cache (`BlobCache.hold`),
+    which then keeps the blobs written into it where they lie instead of copying
+    them. If the pull fails, the blobs verified so far become cache entries.
+    """
+    holder = None
+    if compressed and not as_directory:
+        partial.touch()
+        holder = opened.fetcher.cache.hold(partial)
+    try:
+        archive = opened.archive(compressed, deliverable=not as_directory, holder=holder)
+        size = _write(partial, archive, options.format, as_directory, options.jobs)
+        opened.fetcher.close()  # every job done: `downloaded` is final
+    except BaseException:
+        if holder is not None:
+            holder.release(keep_blobs=options.use_cache)
+        raise
+    if holder is not None:
+        holder.keep()
+    return size
+
+
 @record
 class OpenedImage:
     """An image resolved at its registry, whose archive layout fetches layers only as they are read."""
@@ -216,16 +245,17 @@ class OpenedImage:
     fetcher: LayerFetcher
 
     def archive(self, compressed: bool = False, held: Optional[Dict[str, LayerRef]] = None,
-                deliverable: bool = False) -> ArchiveImage:
+                deliverable: bool = False, holder: Optional[Holder] = None) -> ArchiveImage:
         """The image to write: layers as the registry serves them (`compressed`) or as plain verified tars.
 
         Layers whose diff_id is in `held` (the destination holds them already) are
         not fetched: the archive refers to them instead. With `deliverable` (the
         archive goes into a local file through `writer`), compressed layers are not
         fetched ahead: each is fetched when the writer places it, and written into
-        the file as it downloads.
+        the file as it downloads; with a `holder` (the cache's hold on that file)
+        they are not copied into the cache too.
         """
-        return _archive_image(self.ref, self.resolved, self.fetcher, compressed, held, deliverable)
+        return _archive_image(self.ref, self.resolved, self.fetcher, compressed, held, deliverable, holder)
 
     @property
     def downloaded(self) -> int:
@@ -286,9 +316,7 @@ def pull(image: str, output: Union[str, Path, None] = None, options: Optional[Pu
                     return _result(image, ref, out, options, compressed, resolved, size, 0, started)
                 _link_or_copy(cached, partial, size)
             else:
-                archive = opened.archive(compressed, deliverable=not as_directory)
-                size = _write(partial, archive, options.format, as_directory, options.jobs)
-                opened.fetcher.close()  # every job done: `downloaded` is final
+                size = _write_new(partial, opened, options, compressed, as_directory)
                 downloaded = opened.downloaded
                 if keep:
                     cache.store_archive(key, partial)

@@ -230,9 +230,16 @@ def _shift(fd: int, start: int, length: int, by: int) -> None:
 
 
 def write_archive(path: Union[str, Path], parts: Iterable[Part], jobs: int = 1) -> int:
-    """Write `parts` into a new file at `path` (streams in `jobs` threads); return its size."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    """Write `parts` into `path`, a new file or an empty one (streams in `jobs` threads); return its size.
+
+    The file is never truncated: ext4 takes truncating a file to nothing as a
+    sign that it is being replaced, and then flushes it to disk when it is
+    closed (auto_da_alloc), ~0.2 s for 400 MB.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
+        if os.fstat(fd).st_size:
+            raise FileExistsError(errno.EEXIST, "not empty: an archive is written into a new file", str(path))
         return write_parts(fd, parts, jobs)
     finally:
         os.close(fd)
