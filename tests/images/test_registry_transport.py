@@ -33,7 +33,8 @@ from wes_arvados.images.registry import RegistryOptions, Repository
 from wes_arvados.images.registry.credentials import AuthConfig, Credentials
 from wes_arvados.images.registry.mirror import endpoints, mirror_endpoint
 from wes_arvados.images.registry.scheme import is_loopback, scheme_for
-from wes_arvados.images.registry.session import BrokenConnection, make_session, proxy_for
+from wes_arvados.images.registry.retry import with_retries
+from wes_arvados.images.registry.session import BrokenConnection, CannotConnect, make_session, proxy_for
 from wes_arvados.records import replace
 
 from ..threaded import ThreadedServer
@@ -156,6 +157,24 @@ def test_a_body_cut_short_is_a_broken_connection_not_an_end() -> None:
     with pytest.raises(BrokenConnection, match="1 bytes of the body unread"):
         response.read1(1024)
     server.thread.join(5)
+
+
+def test_an_answer_this_client_cannot_read_or_a_url_it_cannot_send_is_not_retried() -> None:
+    gzipped = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\n"
+    server = Scripted([gzipped] * FAST.max_attempts, one_per_connection=True)
+    session = make_session(FAST)
+    slept: List[float] = []
+    with pytest.raises(CannotConnect, match="transfer coding gzip is not supported"):
+        with_retries(lambda: session.request("GET", server.url("/")), FAST, "test", sleep=slept.append)
+    assert len(server.requests) == 1 and slept == []
+    with pytest.raises(CannotConnect, match="unsupported URL"):
+        with_retries(lambda: session.request("GET", "ftp://127.0.0.1/x"), FAST, "test", sleep=slept.append)
+    assert slept == []
+    # A connection that is refused may be worth another try: it is retried.
+    with pytest.raises(CannotConnect):
+        with_retries(lambda: session.request("GET", f"http://127.0.0.1:{free_port()}/"), FAST, "test",
+                     sleep=slept.append)
+    assert len(slept) == FAST.max_attempts - 1
 
 
 def _certificate(tmp_path: Path) -> Tuple[Path, Path, Path]:

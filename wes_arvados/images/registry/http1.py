@@ -37,6 +37,10 @@ class ProtocolError(OSError):
     """The server's answer is not HTTP/1.x as RFC 9112 frames it (or breaks off inside its framing)."""
 
 
+class Unsupported(ProtocolError):
+    """The answer uses what this client does not implement (a transfer coding other than chunked): asking again gets the same."""
+
+
 class ClosedBeforeAnswer(ProtocolError):
     """The server closed the connection without a byte of an answer (an idle connection it had dropped)."""
 
@@ -100,7 +104,7 @@ class RawResponse:
         elif headers.get("Transfer-Encoding") is not None:
             codings = [coding.strip().lower() for coding in headers["Transfer-Encoding"].split(",")]
             if codings != ["chunked"]:  # a compressing transfer coding would change the bytes digests are of
-                raise ProtocolError(f"the transfer coding {headers['Transfer-Encoding']} is not supported")
+                raise Unsupported(f"the transfer coding {headers['Transfer-Encoding']} is not supported")
             self.chunked = True
         elif headers.get("Content-Length") is not None:
             self.length = _content_length(headers.get_all("Content-Length"))

@@ -25,7 +25,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
-from .http1 import ClosedBeforeAnswer, Connection, Headers, RawResponse, TunnelRefused, authority
+from .http1 import ClosedBeforeAnswer, Connection, Headers, RawResponse, TunnelRefused, Unsupported, authority
 from .options import RegistryOptions
 from .scheme import hostname, in_network, is_loopback
 
@@ -41,18 +41,22 @@ class TransportError(Exception):
 
 
 class CannotConnect(TransportError):
-    """No answer began: refused, unreachable, reset or timed out before the status line."""
+    """No answer began: refused, unreachable, reset or timed out before the status line.
 
-    # Whether sending again may help; a proxy that refuses a tunnel, or that we cannot speak to, is not retried.
-    retryable = True
+    `retryable` says whether sending again may help: not for a URL or an answer
+    this client cannot handle, nor for a proxy that refuses a tunnel.
+    """
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class ProxyRefused(CannotConnect):
     """The proxy refused to carry the request, or is of a kind this client does not speak; its answer is named."""
 
     def __init__(self, message: str, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.retryable = retryable
+        super().__init__(message, retryable)
 
 
 class BrokenConnection(TransportError):
@@ -202,7 +206,7 @@ class Session:
         """Send one request and return the answer once its headers have arrived (the body is read later)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise CannotConnect(f"unsupported URL {url!r}")
+            raise CannotConnect(f"unsupported URL {url!r}", retryable=False)
         default_port = 443 if parts.scheme == "https" else 80
         port = parts.port or default_port
         proxy = proxy_for(url)
@@ -229,7 +233,8 @@ class Session:
                 stale = isinstance(exc, (ClosedBeforeAnswer, BrokenPipeError, ConnectionResetError))
                 if reused and stale and attempt == 0:
                     continue  # the server closed an idle connection: nothing was answered; a new one now
-                raise CannotConnect(f"{type(exc).__name__}: {exc}") from exc
+                raise CannotConnect(f"{type(exc).__name__}: {exc}",
+                                    retryable=not isinstance(exc, Unsupported)) from exc
             break
 
         def release(reusable: bool) -> None:
