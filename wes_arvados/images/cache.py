@@ -236,16 +236,24 @@ class BlobCache:
         None when the cache is on another filesystem than `path`: the blobs then
         go into entries as usual.
         """
-        name = os.urandom(8).hex()
-        held = self.root / "held" / name
-        marker = held.with_name(name + WRITING)
-        marker.touch()  # first: a process that dies leaves a marked holder, which a later open removes
+        holder = Holder(self, os.urandom(8).hex())
+        holder.marker.touch()  # first: a process that dies leaves a marked holder, which a later open removes
         try:
-            os.link(path, held)
+            os.link(path, holder.path)
         except OSError:
-            marker.unlink()
+            holder.marker.unlink()
             return None
-        return Holder(self, name)
+        return holder
+
+    def _replace_text(self, target: Path, text: str) -> None:
+        """Write `text` as `target`, atomically: a reader sees the old record or the new one."""
+        temp = self.root / "tmp" / f"{target.name}.{os.getpid()}.{os.urandom(4).hex()}"
+        try:
+            temp.write_text(text)
+            os.replace(temp, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
 
     def _extent_path(self, digest: str) -> Path:
         algorithm, _, hexdigest = validate_digest(digest).partition(":")
@@ -317,15 +325,12 @@ class BlobCache:
         try:
             os.chmod(temp, 0o444)
             st = temp.stat()
-            meta = self.root / "archives" / f"{key}.json"
-            meta_temp = temp.with_name(temp.name + ".json")
-            meta_temp.write_text(json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns}))
-            os.replace(meta_temp, meta)
+            self._replace_text(self.root / "archives" / f"{key}.json",
+                               json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns}))
             os.replace(temp, self.root / "archives" / key)
         finally:
-            for leftover in (temp, temp.with_name(temp.name + ".json")):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(leftover)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
         return True
 
     def discard_archive(self, key: str) -> None:
@@ -373,19 +378,23 @@ class Holder:
         """The cache's link to the archive."""
         return self.cache.root / "held" / self.name
 
+    @property
+    def marker(self) -> Path:
+        """The file that marks the archive as still being written."""
+        return self.cache.root / "held" / (self.name + WRITING)
+
     def record(self, digest: str, offset: int, size: int) -> None:
         """Say that the verified blob `digest` lies at `offset` of the archive; call it with the blob's lock held."""
         target = self.cache._extent_path(digest)
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.cache.root / "tmp" / f"extent-{target.name}.{os.getpid()}.{os.urandom(4).hex()}"
         text = json.dumps({"held": self.name, "offset": offset, "size": size})
-        temp.write_text(text)
-        os.replace(temp, target)
+        self.cache._replace_text(target, text)
         self.recorded[digest] = text
 
     def keep(self) -> None:
         """The archive is complete: its extents serve later pulls (if it has none, the cache lets go of it)."""
-        for path in ([] if self.recorded else [self.path]) + [self.path.with_name(self.name + WRITING)]:
+        let_go = (self.marker,) if self.recorded else (self.marker, self.path)
+        for path in let_go:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
@@ -396,6 +405,6 @@ class Holder:
                 with contextlib.suppress(OSError):
                     self.cache.get(digest)  # an entry now, made from the extent
             self.cache._forget_extent(digest, text)
-        for path in (self.path, self.path.with_name(self.name + WRITING)):
+        for path in (self.path, self.marker):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

@@ -126,12 +126,24 @@ class LayerFetcher:
 
     def compressed(self, layer: Descriptor) -> LayerFile:
         """The layer blob as the registry serves it, in the cache (fetched under its lock if missing)."""
-        if self._cached(layer) is None:
-            with self.cache.lock(layer.digest):
-                if self._cached(layer) is None:  # not fetched by another pull meanwhile
-                    for _ in self._download(layer):
-                        pass
+        def store() -> None:
+            for _ in self._download(layer):  # the cache entry is committed at the end
+                pass
+        self._unless_cached(layer, store)
         return LayerFile(self.cache.path(layer.digest), layer.size, layer.digest)
+
+    def _unless_cached(self, layer: Descriptor, fetch: Callable[[], object]) -> Optional[Path]:
+        """The blob's cache entry; if there is none, None once `fetch()` ran under the blob's lock.
+
+        The entry is looked for again under the lock: another pull may have fetched it meanwhile.
+        """
+        path = self._cached(layer)
+        if path is None:
+            with self.cache.lock(layer.digest):
+                path = self._cached(layer)
+                if path is None:
+                    fetch()
+        return path
 
     def deliver(self, layer: Descriptor, fd: int, offset: int, stop: threading.Event,
                 holder: Optional[Holder] = None) -> "Future[None]":
@@ -147,20 +159,19 @@ class LayerFetcher:
         return self.pool.submit(self._run, self._deliver, layer, _Destination(fd, offset, stop, holder))
 
     def _deliver(self, layer: Descriptor, into: _Destination) -> None:
-        path = self._cached(layer)
-        if path is None:
-            with self.cache.lock(layer.digest):
-                path = self._cached(layer)  # fetched by another pull meanwhile?
-                if path is None:
-                    at = into.offset
-                    for chunk in self._download(layer, store=into.holder is None):
-                        if into.stop.is_set():
-                            raise _Cancelled()
-                        at += write_at(into.fd, chunk, at)
-                    if into.holder is not None:
-                        into.holder.record(layer.digest, into.offset, layer.size)
-                    return
-        copy_file(path, into.fd, layer.size, into.offset)
+        path = self._unless_cached(layer, lambda: self._download_into(layer, into))
+        if path is not None:
+            copy_file(path, into.fd, layer.size, into.offset)
+
+    def _download_into(self, layer: Descriptor, into: _Destination) -> None:
+        """Write the blob's bytes `into` the file as they download (lock held by caller); see `deliver`."""
+        at = into.offset
+        for chunk in self._download(layer, store=into.holder is None):
+            if into.stop.is_set():
+                raise _Cancelled()
+            at += write_at(into.fd, chunk, at)
+        if into.holder is not None:
+            into.holder.record(layer.digest, into.offset, layer.size)
 
     def inflate(self, layer: Descriptor, diff_id: str, blob: Callable[[], LayerFile]) -> LayerStream:
         """The layer's tar, decompressed from its cached blob as it is read, verified against `diff_id`.
