@@ -43,6 +43,9 @@ def _serve_parser(sub) -> None:
                         help="platform chosen from multi-platform images (default linux/amd64)")
     images.add_argument("--pull-jobs", type=int, metavar="N", dest="images.pull_jobs",
                         help="layer blobs downloaded at once per image (default 4)")
+    images.add_argument("--image-cache-max-size", metavar="SIZE", dest="images.cache_max_size",
+                        help="what the image blob cache may keep, e.g. 20G: after each pull the least recently used "
+                             "blobs go (default: no limit)")
     images.add_argument("--no-image-resolve", action="store_const", const=False, dest="images.resolve",
                         help="do not pull images before runs; the engine is on its own")
 
@@ -76,11 +79,16 @@ def main(argv: Optional[List[str]] = None, exit_when_done: bool = False) -> int:
     With `exit_when_done` (the console script), a finished `pull` ends the process at once.
     """
     pull_command = _import_pull_command()
+    from . import cache_command  # beside pull_command: its imports are the pull's own (the cache)
+
     parser = argparse.ArgumentParser(prog="wes-arvados", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     pull_command.add_pull_parser(sub)
+    cache_command.add_cache_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "cache":
+        return cache_command.run_cache(args)
     if args.command == "pull":
         status = pull_command.run_pull(args)
         if exit_when_done:

@@ -56,6 +56,9 @@ class ImagesConfig:
     pull_jobs: int = 4
     # Blob cache of the server; "" means <state_dir>/images/cache.
     cache_dir: str = ""
+    # What the cache may keep (e.g. 20G, powers of 1024); after each pull the least recently used
+    # blobs go until it fits (what was used within the last hour stays). "" for no limit.
+    cache_max_size: str = ""
 
     def validate(self) -> "ImagesConfig":
         """Check values; return self."""
@@ -67,7 +70,20 @@ class ImagesConfig:
                 raise ConfigError(f"images.mirrors: {mirror!r} is not REGISTRY=http(s)://HOST[:PORT]")
         if int(self.pull_jobs) < 1:
             raise ConfigError("images.pull_jobs must be a positive integer")
+        _ = self.cache_max_bytes  # a size that is not one raises ConfigError here, at start-up
         return self
+
+    @property
+    def cache_max_bytes(self) -> Optional[int]:
+        """`cache_max_size` in bytes; None for no limit."""
+        if str(self.cache_max_size or "").strip() == "":
+            return None
+        from .images.prune import parse_size  # here: the server's config needs no image code to load
+
+        try:
+            return parse_size(str(self.cache_max_size))
+        except ValueError as exc:
+            raise ConfigError(f"images.cache_max_size: {exc}") from None
 
 
 @dataclass

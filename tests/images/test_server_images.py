@@ -8,6 +8,7 @@ that the server loads images into and cwltool runs containers in.
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.server
 import json
 import os
@@ -296,6 +297,31 @@ def test_the_pull_service_imports_lists_and_serves_a_later_run(server: WesServer
     assert log["state"] == "COMPLETE", log
     assert any(f"image {image}: cached" in line for line in _lines(log))
     assert _blob_gets(fault_proxy) == {}
+
+
+def test_a_bounded_cache_loses_its_least_recently_used_blobs_after_a_pull(
+        tmp_path: Path, docker_daemon: DockerDaemon, registry: Registry, repo: str,
+        image_factory: ImageFactory) -> None:
+    from wes_arvados.images.cache import BlobCache
+
+    image = f"{registry.host}/{repo}:1"
+    push(registry, repo, "1", image_factory.docker_schema2())
+    _forget(docker_daemon, image)
+    cache = BlobCache(tmp_path / "state" / "images" / "cache")
+    stale = cache.put("sha256:" + hashlib.sha256(b"old layer" * 4096).hexdigest(), b"old layer" * 4096)
+    long_ago = time.time() - 3 * 86400
+    os.utime(stale, (long_ago, long_ago))
+    wes = _server(tmp_path, docker_daemon, "--image-cache-max-size", "1")
+    try:
+        base = WesClient(wes.url).url
+        answer = requests.post(base + "/images", json={"image": image}, timeout=30)
+        assert answer.status_code == 202, answer.text
+        assert _wait_pull(base, answer.json()["pull_id"])["state"] == "COMPLETE"
+    finally:
+        wes.stop()
+    # The stale blob went; the pull's own are recent (used within the hour) and stay, over the bound.
+    assert not stale.exists()
+    assert all(cache.get(lay.digest) is not None for lay in image_factory.docker_schema2().layers)
 
 
 def test_the_pull_service_refuses_a_denied_image_and_reports_a_missing_one(

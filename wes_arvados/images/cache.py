@@ -11,6 +11,10 @@ Layout under the root (``$XDG_CACHE_HOME/wes-arvados`` by default)::
                           ``<name>.writing`` marks one still being written
     extents/sha256/<hex>  where in a held archive a verified blob lies (offset and size)
 
+Every lookup that finds an entry or an archive sets its atime to now (`_mark_used`):
+`prune` (module `prune`) removes the least recently used items when the cache
+must fit a size.
+
 An entry appears only by an atomic rename after its bytes hashed to its name, so a
 reader never sees a partial or corrupt entry and needs no lock. Fetchers of one
 digest take its lock (an in-process lock, then ``fcntl.flock`` for other processes)
@@ -160,24 +164,27 @@ class BlobCache:
         """
         path = self.path(digest)
         try:
-            actual = path.stat().st_size
+            st = path.stat()
         except FileNotFoundError:
             return self._from_extent(digest, size)
-        if size is not None and actual != size:
+        if size is not None and st.st_size != size:
             self.discard(digest)
             return None
+        _mark_used(path, st)
         return path
 
     def read(self, digest: str) -> Optional[bytes]:
         """A small entry's bytes, re-verified; None (and the entry dropped) if missing or corrupt."""
+        path = self.path(digest)
         try:
-            data = self.path(digest).read_bytes()
+            data = path.read_bytes()
         except FileNotFoundError:
             return None
         algorithm, _, hexdigest = digest.partition(":")
         if hashlib.new(algorithm, data).hexdigest() != hexdigest:
             self.discard(digest)
             return None
+        _mark_used(path)
         return data
 
     def put(self, digest: str, data: bytes) -> Path:
@@ -308,6 +315,7 @@ class BlobCache:
         if [st.st_size, st.st_mtime_ns] != [recorded.get("size"), recorded.get("mtime_ns")]:
             self.discard_archive(key)
             return None
+        _mark_used(path, st)
         return path
 
     def store_archive(self, key: str, path: Path) -> bool:
@@ -356,6 +364,16 @@ class BlobCache:
                             for path in (held, Path(entry.path)):
                                 with contextlib.suppress(FileNotFoundError):
                                     os.unlink(path)
+
+
+def _mark_used(path: Path, st: Optional[os.stat_result] = None) -> None:
+    """Set the entry's atime to now, keeping its mtime: what `prune` orders entries by.
+
+    Set explicitly, as a mount with ``noatime`` or ``relatime`` would not. An
+    archive's mtime is part of what `archive` checks, so it must stay as it is.
+    """
+    with contextlib.suppress(OSError):  # not ours to change (a cache shared read-only): prune sees it older
+        os.utime(path, ns=(time.time_ns(), (st or path.stat()).st_mtime_ns))
 
 
 def _mtime(path: Union[str, Path]) -> float:

@@ -11,12 +11,15 @@
    the image is opened by digest (`pull.open_image`, through the server's blob
    cache, so concurrent pulls fetch each blob once) and the store takes it: the
    local store writes a docker-save archive and loads it, the Keep store streams
-   it into Keep blocks.
+   it into Keep blocks;
+5. if the settings bound the cache (``images.cache_max_size``), it is pruned
+   (`prune`): the least recently used blobs go until it fits.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +28,14 @@ from typing import Dict, Optional
 from ..records import replace
 from .cache import BlobCache
 from .policy import ImagePolicy
+from .prune import DEFAULT_GRACE_SECONDS, prune
 from .pull import PullOptions, open_image
 from .reference import Reference, parse_normalized_named
 from .registry import AuthConfig, RegistryOptions, Repository
 from .resolve import resolve
 from .stores.base import ImageStore, StoredImage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ class ImageSettings:
     policy: ImagePolicy
     platform: str = "linux/amd64"
     jobs: int = 4
+    cache_max_bytes: Optional[int] = None  # after each pull, the cache is pruned to this (`prune`); None: no limit
+    cache_grace: float = DEFAULT_GRACE_SECONDS  # what was used this recently stays whatever the size
 
 
 class ImageService:
@@ -108,4 +116,17 @@ class ImageService:
             with open_image(pinned, options) as image:
                 stored = self.store.put(name, image)
                 downloaded = image.downloaded
+        self._prune()
         return Ensured(stored, True, downloaded, time.monotonic() - started)
+
+    def _prune(self) -> None:
+        """Keep the cache within `cache_max_bytes`, if set; a failure to prune is logged, not raised."""
+        if self.settings.cache_max_bytes is None:
+            return
+        try:
+            pruned = prune(self.cache, self.settings.cache_max_bytes, grace=self.settings.cache_grace)
+        except OSError as exc:
+            log.warning("image cache %s: pruning failed: %s", self.cache.root, exc)
+            return
+        if pruned.removed:
+            log.info("image cache %s: %s", self.cache.root, pruned.summary())

@@ -92,7 +92,7 @@ def image_settings(config: Config) -> ImageSettings:
                                mirrors=parse_mirrors(images.mirrors), credentials=Credentials.from_files(files))
     return ImageSettings(cache_dir=config.image_cache_dir, work_dir=config.images_dir / "work", registry=registry,
                          policy=ImagePolicy(list(images.allow), list(images.deny)), platform=images.platform,
-                         jobs=int(images.pull_jobs))
+                         jobs=int(images.pull_jobs), cache_max_bytes=images.cache_max_bytes)
 
 
 def local_image_service(config: Config, runtime: ContainerRuntime) -> ImageService:
