@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import List
@@ -210,3 +212,41 @@ def test_a_prune_right_after_a_pull_keeps_what_the_pull_used(fault_proxy: FaultP
     fault_proxy.clear()
     result = pull(ref, tmp_path / "again.tar", PullOptions(cache_dir=cache.root, layers="compressed"))
     assert result.downloaded == 0 and [fault_proxy.blob_gets(lay.digest) for lay in image.layers] == [0, 0, 0]
+
+
+def test_idle_lock_files_go_and_locking_stays_exclusive(tmp_path: Path) -> None:
+    cache = BlobCache(tmp_path / "cache")
+    idle, held = (_blob(cache, 4096, seed) for seed in (1, 2))
+    for digest in (idle, held):
+        with cache.lock(digest):
+            pass
+    locks = cache.root / "locks" / "sha256"
+    entered = threading.Event()
+    with cache.lock(held):
+        pruner = threading.Thread(target=prune, args=(cache, 1 << 30))
+        pruner.start()
+        pruner.join(10)
+        assert not pruner.is_alive()  # a held lock is skipped, not waited for
+        assert sorted(os.listdir(locks)) == [held.split(":")[1]]  # and stays
+
+    # A locker that opened the file before it was removed, and a newcomer who made it again,
+    # must still take turns: the first finds its file gone once it gets it, and waits for the newcomer's.
+    path = locks / idle.split(":")[1]
+    first = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(first, fcntl.LOCK_EX)
+
+    def locker() -> None:
+        with cache.lock(idle):
+            entered.set()
+
+    thread = threading.Thread(target=locker)
+    thread.start()
+    time.sleep(0.3)  # the thread has opened the file and waits on it
+    os.unlink(path)
+    newcomer = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(newcomer, fcntl.LOCK_EX)
+    os.close(first)
+    assert not entered.wait(0.5)  # its file is gone: it must wait for the newcomer's
+    os.close(newcomer)
+    assert entered.wait(10)
+    thread.join()

@@ -5,7 +5,7 @@ Layout under the root (``$XDG_CACHE_HOME/wes-arvados`` by default)::
     blobs/sha256/<hex>    verified content, read-only: manifests, configs, layers as the
                           registry serves them, and uncompressed layers (named by diff_id)
     tmp/                  entries being written; renamed into blobs/ once verified
-    locks/sha256/<hex>    flock targets, one per digest being fetched
+    locks/sha256/<hex>    flock targets, one per digest being fetched (`prune` removes idle ones)
     archives/<key>        finished archives, hard links to a pull's output (see `store_archive`)
     held/<name>           archives whose layers are kept where they lie in them (see `hold`);
                           ``<name>.writing`` marks one still being written
@@ -227,10 +227,8 @@ class BlobCache:
         with _LOCKS_GUARD:
             thread_lock = _LOCKS.setdefault(str(path), threading.Lock())
         with thread_lock:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = _flock_file(path)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
                 yield
             finally:
                 os.close(fd)  # closing the descriptor releases the flock
@@ -364,6 +362,51 @@ class BlobCache:
                             for path in (held, Path(entry.path)):
                                 with contextlib.suppress(FileNotFoundError):
                                     os.unlink(path)
+
+
+def _flock_file(path: Path, blocking: bool = True) -> Optional[int]:
+    """A descriptor of the lock file `path`, holding its flock; None if it is held and not `blocking`.
+
+    Idle lock files may be removed (`prune`), so a lock taken on a file that is no
+    longer the one at `path` (removed while this waited) is let go and taken again
+    on the file there now: two holders never hold different files of one path.
+    """
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            current = _same_file(fd, path)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        if current:
+            return fd
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
+
+
+def remove_idle_lock(path: Path) -> bool:
+    """Remove the lock file `path` unless someone holds it (or waits on it, having got it); whether it went."""
+    fd = _flock_file(path, blocking=False)
+    if fd is None:
+        return False
+    try:
+        os.unlink(path)  # while holding it: whoever opened it before this waits, then finds it gone and retries
+    finally:
+        os.close(fd)
+    return True
 
 
 def _mark_used(path: Path, st: Optional[os.stat_result] = None) -> None:

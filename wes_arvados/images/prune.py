@@ -12,7 +12,8 @@ least recently used first, until what the cache alone holds fits `max_bytes`:
 Space is counted per inode, and only for the inodes that the cache alone links:
 an archive or held file that is still also a user's output takes no space of
 the cache's own and would free none if removed, so it stays. Small files (locks,
-records) and ``tmp/`` (cleared when a cache opens) are not counted.
+records) and ``tmp/`` (cleared when a cache opens) are not counted; lock files
+that nobody holds are removed (`cache.remove_idle_lock`).
 
 An item used or written within `grace` seconds is never removed, nor is a held
 archive still being written: a pull looks an entry up and reads it a little
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
 from ..records import field, record
-from .cache import WRITING, BlobCache
+from .cache import WRITING, BlobCache, remove_idle_lock
 from .progress import human_size
 
 # Items used within this many seconds are kept whatever the size: a pull's lookups are recent.
@@ -99,6 +100,7 @@ def prune(cache: BlobCache, max_bytes: int, grace: float = DEFAULT_GRACE_SECONDS
             removed, freed, held = removed + 1, freed + item.size, held - item.size
         if not dry_run:
             _forget_orphan_extents(cache)
+            _remove_idle_locks(cache)
         return Pruned(removed, freed, held, recent)
 
 
@@ -191,6 +193,15 @@ def _forget_orphan_extents(cache: BlobCache) -> None:
             for path in records:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
+
+
+def _remove_idle_locks(cache: BlobCache) -> None:
+    """One lock file is left behind per digest ever fetched: those nobody holds go (the next fetch makes it again)."""
+    for algorithm in _listdir(cache.root / "locks"):
+        if (cache.root / "locks" / algorithm).is_dir():
+            for name in _listdir(cache.root / "locks" / algorithm):
+                with contextlib.suppress(FileNotFoundError):
+                    remove_idle_lock(cache.root / "locks" / algorithm / name)
 
 
 def _listdir(path: Path) -> List[str]:
