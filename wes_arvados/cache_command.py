@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .images.prune import DEFAULT_GRACE_SECONDS, parse_size, prune
+from .images.cache import PRUNE_GRACE_SECONDS, BlobCache, default_cache_dir
 
 DESCRIPTION = """\
 Remove what the blob cache holds, least recently used first, until it holds at
@@ -29,8 +29,8 @@ def add_cache_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
                         "<state_dir>/images/cache unless images.cache_dir says otherwise)")
     p.add_argument("--max-size", metavar="SIZE", default="0",
                    help="what the cache may keep, e.g. 500M, 20G (powers of 1024; default 0)")
-    p.add_argument("--grace", metavar="SECONDS", type=float, default=DEFAULT_GRACE_SECONDS,
-                   help=f"never remove what was used this recently (default {DEFAULT_GRACE_SECONDS:g}: a running "
+    p.add_argument("--grace", metavar="SECONDS", type=float, default=PRUNE_GRACE_SECONDS,
+                   help=f"never remove what was used this recently (default {PRUNE_GRACE_SECONDS:g}: a running "
                         "pull's blobs are recent)")
     p.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
     p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
@@ -38,7 +38,7 @@ def add_cache_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
 
 def run_cache(args: argparse.Namespace) -> int:
     """Run `cache prune`; the exit status (2 for a bad size or a missing cache)."""
-    from .images.cache import BlobCache, default_cache_dir
+    from .images.prune import parse_size, prune  # here: every `pull` builds this parser, none needs prune
 
     try:
         max_bytes = parse_size(args.max_size)

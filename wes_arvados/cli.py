@@ -79,7 +79,7 @@ def main(argv: Optional[List[str]] = None, exit_when_done: bool = False) -> int:
     With `exit_when_done` (the console script), a finished `pull` ends the process at once.
     """
     pull_command = _import_pull_command()
-    from . import cache_command  # beside pull_command: its imports are the pull's own (the cache)
+    from . import cache_command  # beside pull_command: its parser needs only the cache, which pull imports
 
     parser = argparse.ArgumentParser(prog="wes-arvados", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -49,6 +49,8 @@ from .reference import validate_digest
 CACHE_DIR_NAME = "wes-arvados"
 # Entries in tmp/ older than this were left by a process that died; they are removed.
 STALE_TEMP_SECONDS = 24 * 3600
+# What was used within this many seconds `prune` keeps whatever the size: a running pull's lookups are recent.
+PRUNE_GRACE_SECONDS = 3600.0
 # Pieces an extent is read in when it becomes an entry.
 EXTENT_CHUNK = 1 << 20
 WRITING = ".writing"
@@ -227,7 +229,7 @@ class BlobCache:
         with _LOCKS_GUARD:
             thread_lock = _LOCKS.setdefault(str(path), threading.Lock())
         with thread_lock:
-            fd = _flock_file(path)
+            fd = flock_file(path)
             try:
                 yield
             finally:
@@ -364,8 +366,8 @@ class BlobCache:
                                     os.unlink(path)
 
 
-def _flock_file(path: Path, blocking: bool = True) -> Optional[int]:
-    """A descriptor of the lock file `path`, holding its flock; None if it is held and not `blocking`.
+def flock_file(path: Path, blocking: bool = True) -> Optional[int]:
+    """A descriptor of the lock file `path`, holding its flock (closing it lets go); None if held and not `blocking`.
 
     Idle lock files may be removed (`prune`), so a lock taken on a file that is no
     longer the one at `path` (removed while this waited) is let go and taken again
@@ -399,7 +401,7 @@ def _same_file(fd: int, path: Path) -> bool:
 
 def remove_idle_lock(path: Path) -> bool:
     """Remove the lock file `path` unless someone holds it (or waits on it, having got it); whether it went."""
-    fd = _flock_file(path, blocking=False)
+    fd = flock_file(path, blocking=False)
     if fd is None:
         return False
     try:

@@ -25,7 +25,6 @@ atime and mtime; it is looked at again just before it goes.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -34,11 +33,8 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
 from ..records import field, record
-from .cache import WRITING, BlobCache, remove_idle_lock
+from .cache import PRUNE_GRACE_SECONDS, WRITING, BlobCache, flock_file, remove_idle_lock
 from .progress import human_size
-
-# Items used within this many seconds are kept whatever the size: a pull's lookups are recent.
-DEFAULT_GRACE_SECONDS = 3600.0
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -80,13 +76,14 @@ class Pruned:
                 f"holds {human_size(self.held)}, {human_size(self.recent)} of it used in the grace period")
 
 
-def prune(cache: BlobCache, max_bytes: int, grace: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False) -> Pruned:
+def prune(cache: BlobCache, max_bytes: int, grace: float = PRUNE_GRACE_SECONDS, dry_run: bool = False) -> Pruned:
     """Remove the least recently used items until the cache's own bytes fit `max_bytes` (see the module)."""
     if max_bytes < 0:
         raise ValueError("max_bytes must not be negative")
     with _prune_lock(cache):
         cutoff = time.time() - grace
-        items = [item for item in _items(cache) if item.owned]
+        found, orphans = _scan(cache)
+        items = [item for item in found if item.owned]
         held = sum(item.size for item in items)
         recent = sum(item.size for item in items if item.busy or item.last_used > cutoff)
         removed = freed = 0
@@ -99,29 +96,36 @@ def prune(cache: BlobCache, max_bytes: int, grace: float = DEFAULT_GRACE_SECONDS
                 _remove(item)
             removed, freed, held = removed + 1, freed + item.size, held - item.size
         if not dry_run:
-            _forget_orphan_extents(cache)
+            for record_path in orphans:  # extents of an archive already gone: misses, whatever prune keeps
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(record_path)
             _remove_idle_locks(cache)
         return Pruned(removed, freed, held, recent)
 
 
 def usage(cache: BlobCache) -> int:
     """Bytes that the cache alone holds (what `prune` counts)."""
-    return sum(item.size for item in _items(cache) if item.owned)
+    return sum(item.size for item in _scan(cache)[0] if item.owned)
 
 
 @contextlib.contextmanager
 def _prune_lock(cache: BlobCache) -> Iterator[None]:
     """One prune at a time per cache, across processes (a second waits, then finds little to do)."""
-    fd = os.open(cache.root / "locks" / "prune", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = flock_file(cache.root / "locks" / "prune")
+    assert fd is not None  # a blocking lock is always had
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
 
 
-def _items(cache: BlobCache) -> List[Item]:
-    """Everything removable in the cache, one item per inode."""
+def _scan(cache: BlobCache) -> Tuple[List[Item], List[Path]]:
+    """Everything removable in the cache, one item per inode; and the extent records whose archive is gone.
+
+    The extent records are listed before the held archives: a record is written only
+    once its archive is held, so one whose archive is not listed after is an orphan
+    (its archive removed by a prune, or let go by a crash).
+    """
     by_inode: Dict[Tuple[int, int], Item] = {}
 
     def add(path: Path, records: List[Path], busy: bool = False) -> None:
@@ -151,7 +155,8 @@ def _items(cache: BlobCache) -> List[Item]:
     for name in names:
         if not name.endswith(WRITING):
             add(held / name, extents.get(name, []), busy=name + WRITING in names)
-    return list(by_inode.values())
+    orphans = [path for name, records in extents.items() if name not in names for path in records]
+    return list(by_inode.values()), orphans
 
 
 def _extents_by_held(cache: BlobCache) -> Dict[str, List[Path]]:
@@ -178,21 +183,6 @@ def _remove(item: Item) -> None:
     for path in [*item.records, *item.paths]:  # the records first: a blob's extent never outlives its archive
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-
-
-def _forget_orphan_extents(cache: BlobCache) -> None:
-    """Extent records whose held archive is gone (removed here, or let go by a crash) are misses: drop them.
-
-    The records are listed before the archives: a record is written only once its
-    archive is held, so one listed here whose archive is not listed after is an orphan.
-    """
-    extents = _extents_by_held(cache)
-    held = set(_listdir(cache.root / "held"))
-    for name, records in extents.items():
-        if name not in held:
-            for path in records:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
 
 
 def _remove_idle_locks(cache: BlobCache) -> None:

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from ..records import replace
-from .cache import BlobCache
+from .cache import PRUNE_GRACE_SECONDS, BlobCache
 from .policy import ImagePolicy
-from .prune import DEFAULT_GRACE_SECONDS, prune
+from .prune import prune
 from .pull import PullOptions, open_image
 from .reference import Reference, parse_normalized_named
 from .registry import AuthConfig, RegistryOptions, Repository
@@ -66,7 +66,7 @@ class ImageSettings:
     platform: str = "linux/amd64"
     jobs: int = 4
     cache_max_bytes: Optional[int] = None  # after each pull, the cache is pruned to this (`prune`); None: no limit
-    cache_grace: float = DEFAULT_GRACE_SECONDS  # what was used this recently stays whatever the size
+    cache_grace: float = PRUNE_GRACE_SECONDS  # what was used this recently stays whatever the size
 
 
 class ImageService:
