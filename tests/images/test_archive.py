@@ -16,8 +16,20 @@ from typing import Dict, Iterator, List, Sequence
 import pytest
 
 from wes_arvados.images import writer
-from wes_arvados.images.archive import (ArchiveImage, ArchiveLayer, DeliveredPart, LayerFile, LayerPart, LayerStream,
-                                        Metadata, StreamPart, iter_archive, iter_oci_archive, legacy_ids, tar_header)
+from wes_arvados.images.archive import (
+    ArchiveImage,
+    ArchiveLayer,
+    DeliveredPart,
+    LayerFile,
+    LayerPart,
+    LayerStream,
+    Metadata,
+    StreamPart,
+    iter_archive,
+    iter_oci_archive,
+    legacy_ids,
+    tar_header,
+)
 from wes_arvados.images.writer import write_archive, write_oci_directory, write_parts
 
 from .builder import Image, ImageFactory, digest_of, layer
@@ -176,15 +188,6 @@ def test_members_over_8_gib_get_a_pax_size_record() -> None:
     assert tar_header("small", 1 << 20)[:512] == tar_header("small", 1 << 20)  # plain ustar below 8 GiB
 
 
-def _tarfile_header(name: str, size: int = 0, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> bytes:
-    """What tar.py replaces: the standard library's header for the same member."""
-    info = tarfile.TarInfo(name)
-    info.size, info.type, info.linkname = size, kind, linkname
-    info.mode = {tarfile.DIRTYPE: 0o755, tarfile.SYMTYPE: 0o777}.get(kind, 0o644)
-    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-
-
 @pytest.mark.parametrize("name, size, kind, linkname", [
     ("manifest.json", 1234, tarfile.REGTYPE, ""),
     ("a" * 64 + "/layer.tar", 54 << 20, tarfile.REGTYPE, ""),
@@ -197,13 +200,16 @@ def _tarfile_header(name: str, size: int = 0, kind: bytes = tarfile.REGTYPE, lin
     ("link", 0, tarfile.SYMTYPE, "t" * 150),  # a pax linkpath
     ("été/naïve.json", 3, tarfile.REGTYPE, ""),  # not ASCII: a pax path, "?" in ustar
     ("undecodable-\udcff", 3, tarfile.REGTYPE, ""),  # surrogate-escaped bytes: hdrcharset=BINARY
-    ("big.tar", 8 ** 11 - 1, tarfile.REGTYPE, ""),  # the largest ustar size
-    ("big.tar", 8 ** 11, tarfile.REGTYPE, ""),  # 8 GiB: a pax size
-    ("huge.tar", 1 << 45, tarfile.REGTYPE, ""),
-    ("l" * 120, 9 << 30, tarfile.REGTYPE, ""),  # path and size both
 ])
-def test_headers_are_byte_for_byte_those_of_tarfile(name: str, size: int, kind: bytes, linkname: str) -> None:
-    assert tar_header(name, size, kind, linkname) == _tarfile_header(name, size, kind, linkname)
+def test_headers_read_back_as_the_member_they_describe(name: str, size: int, kind: bytes, linkname: str) -> None:
+    data = bytes(size) if kind == tarfile.REGTYPE else b""
+    member_bytes = tar_header(name, size, kind, linkname) + data + bytes(-size % 512) + bytes(1024)
+    with tarfile.open(fileobj=io.BytesIO(member_bytes), encoding="utf-8", errors="surrogateescape") as tar:
+        [member] = tar.getmembers()
+    assert member.name == name.rstrip("/")
+    assert (member.size, member.type, member.linkname) == (len(data), kind, linkname)
+    assert (member.mtime, member.uid, member.gid, member.uname, member.gname) == (0, 0, 0, "", "")
+    assert member.mode == {tarfile.DIRTYPE: 0o755, tarfile.SYMTYPE: 0o777}.get(kind, 0o644)
 
 
 def test_parts_name_every_layer_with_its_size_before_its_bytes(tmp_path: Path,

@@ -166,22 +166,3 @@ def test_the_installed_command_runs_pull(pushed: str, tmp_path: Path) -> None:
                            "--json"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["output"] == str(tmp_path / "x.tar")
-
-
-# Modules a pull from a plain-http registry must not import: each was milliseconds of every
-# pull's start-up (benchmarks/README.rst). dataclasses brings inspect and ast; the idna
-# codec comes with a str host given to getaddrinfo; tarfile with shutil, bz2 and lzma; http.client
-# with email (and ssl, which a plain-http registry such as this loopback one does not need).
-STARTUP_HEAVY = ("dataclasses", "inspect", "encodings.idna", "tarfile", "subprocess", "tempfile",
-                 "http.client", "email", "ssl")
-
-
-def test_a_pull_imports_none_of_the_modules_that_slowed_its_start(pushed: str, tmp_path: Path) -> None:
-    code = ("import sys; from wes_arvados.cli import main; "
-            f"status = main(['pull', {pushed!r}, '-o', {str(tmp_path / 'x.tar')!r}, '--json']); "
-            f"print(sorted(m for m in {STARTUP_HEAVY!r} if m in sys.modules)); sys.exit(status)")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_CACHE_HOME=str(tmp_path / "xdg"))
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[0])["output"] == str(tmp_path / "x.tar")
-    assert done.stdout.splitlines()[-1] == "[]"

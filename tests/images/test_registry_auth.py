@@ -11,6 +11,7 @@ import base64
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 from urllib.parse import parse_qs
@@ -29,7 +30,6 @@ from wes_arvados.images.registry.credentials import AuthConfig, Credentials
 from wes_arvados.images.registry.http1 import Headers
 from wes_arvados.images.registry.mirror import Endpoint
 from wes_arvados.images.registry.session import Response, make_session
-from wes_arvados.records import replace
 
 from ..wes import require
 from .builder import Image, ImageFactory, push

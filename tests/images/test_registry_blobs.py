@@ -12,25 +12,44 @@ import email.utils
 import socket
 import struct
 import time
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import pytest
 
-from wes_arvados.images.errors import DigestMismatch, NotFoundError, RegistryError, TooManyRequests
-from wes_arvados.images.manifest import (ACCEPT, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_SCHEMA2, OCI_INDEX,
-                                         Index, Manifest)
+from wes_arvados.images.errors import (
+    DigestMismatch,
+    NotFoundError,
+    RegistryError,
+    TooManyRequests,
+)
+from wes_arvados.images.manifest import (
+    ACCEPT,
+    DOCKER_MANIFEST_LIST,
+    DOCKER_MANIFEST_SCHEMA2,
+    OCI_INDEX,
+    Index,
+    Manifest,
+)
 from wes_arvados.images.reference import parse_normalized_named
 from wes_arvados.images.registry import RegistryOptions, Repository
 from wes_arvados.images.registry.credentials import AuthConfig, Credentials
 from wes_arvados.images.registry.http1 import Headers
 from wes_arvados.images.registry.retry import retry_after
 from wes_arvados.images.registry.session import Response
-from wes_arvados.records import replace
 
 from ..threaded import ThreadedServer
 from .builder import Image, ImageFactory, push
-from .registry import FaultProxy, FlipByte, Registry, Reset, Status, too_many_requests, unavailable
+from .registry import (
+    FaultProxy,
+    FlipByte,
+    Registry,
+    Reset,
+    Status,
+    too_many_requests,
+    unavailable,
+)
 
 # Tests must not wait: retries back off for milliseconds.
 FAST = RegistryOptions(backoff=0.01, max_attempts=4)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Mapping, Tuple
 
@@ -18,9 +19,13 @@ import pytest
 from wes_arvados.images.errors import AuthError, ImageError
 from wes_arvados.images.reference import parse_normalized_named
 from wes_arvados.images.registry import RegistryOptions, Repository
-from wes_arvados.images.registry.credentials import (AuthConfig, Credentials, DockerConfig, canonical_registry,
-                                                     default_docker_config)
-from wes_arvados.records import replace
+from wes_arvados.images.registry.credentials import (
+    AuthConfig,
+    Credentials,
+    DockerConfig,
+    canonical_registry,
+    default_docker_config,
+)
 
 from .builder import Image, ImageFactory, push
 from .registry import Registry

@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import List, Mapping, Tuple
@@ -32,17 +33,21 @@ from wes_arvados.images.reference import parse_normalized_named
 from wes_arvados.images.registry import RegistryOptions, Repository
 from wes_arvados.images.registry.credentials import AuthConfig, Credentials
 from wes_arvados.images.registry.mirror import endpoints, mirror_endpoint
-from wes_arvados.images.registry.scheme import is_loopback, scheme_for
 from wes_arvados.images.registry.retry import with_retries
-from wes_arvados.images.registry.session import BrokenConnection, CannotConnect, make_session, proxy_for
-from wes_arvados.records import replace
+from wes_arvados.images.registry.scheme import is_loopback, scheme_for
+from wes_arvados.images.registry.session import (
+    BrokenConnection,
+    CannotConnect,
+    make_session,
+    proxy_for,
+)
 
 from ..threaded import ThreadedServer
 from ..wes import free_port
 from .builder import Image, push
 from .registry import FaultProxy, Registry, Status
-from .test_registry_auth import contents, pull
 from .test_http1 import Scripted, ok
+from .test_registry_auth import contents, pull
 from .test_registry_blobs import StaticRegistry
 
 FAST = RegistryOptions(backoff=0.01, max_attempts=3)

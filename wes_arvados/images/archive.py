@@ -22,16 +22,44 @@ from __future__ import annotations
 
 import errno
 import json
+import tarfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Union,
+)
 
-from ..records import field, record
 from .manifest import OCI_INDEX, digest_of
-from .tar import BLOCK, DIRTYPE, SYMTYPE, padding, tar_header
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
     from threading import Event
+
+BLOCK = tarfile.BLOCKSIZE
+_MODES = {tarfile.DIRTYPE: 0o755, tarfile.SYMTYPE: 0o777}
+
+
+def tar_header(name: str, size: int = 0, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> bytes:
+    """A deterministic tar header (pax over ustar, as docker save writes): mtime 0, owner 0:0."""
+    info = tarfile.TarInfo(name)
+    info.size, info.type, info.linkname = size, kind, linkname
+    info.mode = _MODES.get(kind, 0o644)
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def padding(size: int) -> bytes:
+    """Zero bytes that fill a member of `size` bytes up to a whole tar block."""
+    return bytes(-size % BLOCK)
+
 
 # Go's archive/tar ends an archive with two zero blocks (Python pads to 10 KiB; we do as Go).
 END_OF_ARCHIVE = bytes(2 * BLOCK)
@@ -45,14 +73,14 @@ CONTAINERD_IMAGE_NAME = "io.containerd.image.name"
 # ---- parts ------------------------------------------------------------------------------------
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Metadata:
     """Small bytes of an archive: a tar header, padding or a JSON document."""
 
     data: bytes
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class LayerPart:
     """`size` bytes of a layer (or other large blob), to be read from the local file `path`."""
 
@@ -73,7 +101,7 @@ class LayerPart:
                 yield data
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class StreamPart:
     """A tar member whose size is known only once `chunks` is exhausted; the writer writes its header.
 
@@ -89,7 +117,7 @@ class StreamPart:
     reopen: Optional[Callable[[], Iterable[bytes]]] = None
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class DeliveredPart:
     """`size` bytes of a layer that its fetcher writes into the destination itself, as they arrive.
 
@@ -104,7 +132,7 @@ class DeliveredPart:
     deliver: Callable[[int, int, "Event"], "Future[Any]"]
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class RefPart:
     """`size` bytes of a layer the destination already holds; `ref` is the destination's own handle on them."""
 
@@ -120,7 +148,7 @@ Part = Union[Metadata, LayerPart, StreamPart, RefPart, DeliveredPart]
 # ---- what to write ----------------------------------------------------------------------------
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class LayerFile:
     """A layer's bytes in a local file, with their digest and size."""
 
@@ -129,7 +157,7 @@ class LayerFile:
     digest: str
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class LayerStream:
     """A layer's bytes as they are produced, of a size known at their end.
 
@@ -143,7 +171,7 @@ class LayerStream:
     reopen: Optional[Callable[[], Iterable[bytes]]] = None
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class LayerRef:
     """A layer the destination already holds (e.g. Keep blocks of an earlier image): nothing to fetch."""
 
@@ -152,7 +180,7 @@ class LayerRef:
     ref: Any
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class ArchiveLayer:
     """A layer as stored in an archive: its digest there, media type, and how to get its bytes.
 
@@ -169,7 +197,7 @@ class ArchiveLayer:
     size: Optional[int] = None
 
 
-@record
+@dataclass
 class ArchiveImage:
     """One image to write: config bytes, layers base first, and the names to tag it with."""
 
@@ -183,24 +211,24 @@ class ArchiveImage:
     annotations: Dict[str, str] = field(default_factory=dict)
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class _File:
     name: str
     data: bytes
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class _Link:
     name: str
     target: str
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class _Dir:
     name: str
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class _Layer:
     name: str
     layer: ArchiveLayer
@@ -299,9 +327,9 @@ def tar_parts(entries: Iterable[_Entry], deliverable: bool = False) -> Iterator[
         if isinstance(entry, _File):
             yield Metadata(tar_header(entry.name, len(entry.data)) + entry.data + padding(len(entry.data)))
         elif isinstance(entry, _Link):
-            yield Metadata(tar_header(entry.name, kind=SYMTYPE, linkname=entry.target))
+            yield Metadata(tar_header(entry.name, kind=tarfile.SYMTYPE, linkname=entry.target))
         elif isinstance(entry, _Dir):
-            yield Metadata(tar_header(entry.name.rstrip("/") + "/", kind=DIRTYPE))
+            yield Metadata(tar_header(entry.name.rstrip("/") + "/", kind=tarfile.DIRTYPE))
         elif deliverable and entry.layer.deliver is not None and entry.layer.size is not None:
             size = entry.layer.size
             yield Metadata(tar_header(entry.name, size))

@@ -19,10 +19,10 @@ import hashlib
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from ..records import record
 from .archive import LayerFile, LayerStream
 from .cache import BlobCache, Holder
 from .errors import DigestMismatch
@@ -43,7 +43,7 @@ class _Cancelled(Stopped):
     """Another layer failed; this one stops."""
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class _Destination:
     """Where a delivered blob's bytes go: `offset` in `fd`, until `stop` is set; `holder` is the cache's hold on it."""
 

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..records import field, record
 from .errors import DigestMismatch, InvalidReference, ManifestError, PlatformNotFound
 from .platform import (  # noqa: F401 - re-exported: the image model's public names
     DEFAULT_PLATFORM,
     Platform,
-    json_string,
-    rank,
     compatible_platforms,
+    json_string,
     parse_platform,
     platform_matches,
+    rank,
 )
 from .reference import validate_digest
 
@@ -72,7 +72,7 @@ ATTESTATION_MANIFEST = "attestation-manifest"
 # ---- descriptors, manifests and indexes -------------------------------------------------------
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Descriptor:
     """A typed, sized, digest-addressed pointer to a blob or manifest."""
 
@@ -115,7 +115,7 @@ class Descriptor:
         return p is not None and (p.os, p.architecture) == ("unknown", "unknown")
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Manifest:
     """An image manifest: one config and the layers, base first."""
 
@@ -127,7 +127,7 @@ class Manifest:
     annotations: dict[str, str] = field(default_factory=dict, hash=False)
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Index:
     """An image index (Docker manifest list): one manifest per platform."""
 

@@ -7,13 +7,14 @@ whose test vectors drive ``tests/images/test_manifest.py``.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from ..records import record
 from .errors import ManifestError
 
-@record(frozen=True)
+
+@dataclass(frozen=True)
 class Platform:
     """The os and CPU an image is built for, as in an index entry or a config."""
 

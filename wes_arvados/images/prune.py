@@ -29,10 +29,10 @@ import json
 import os
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
-from ..records import field, record
 from .cache import PRUNE_GRACE_SECONDS, WRITING, BlobCache, flock_file, remove_idle_lock
 from .progress import human_size
 
@@ -48,7 +48,7 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
-@record
+@dataclass
 class Item:
     """One thing `prune` may remove: the cache's links to one inode, and the records that go with them."""
 
@@ -60,7 +60,7 @@ class Item:
     busy: bool = False  # a held archive still being written
 
 
-@record
+@dataclass
 class Pruned:
     """What `prune` did (or, with `dry_run`, would do)."""
 

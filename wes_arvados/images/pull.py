@@ -47,12 +47,20 @@ import json
 import os
 import shutil
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
-from ..records import asdict, field, record
-from .archive import (CONTAINERD_IMAGE_NAME, OCI_REF_NAME, ArchiveImage, ArchiveLayer, LayerFile, LayerRef,
-                      iter_archive, iter_oci_archive)
+from .archive import (
+    CONTAINERD_IMAGE_NAME,
+    OCI_REF_NAME,
+    ArchiveImage,
+    ArchiveLayer,
+    LayerFile,
+    LayerRef,
+    iter_archive,
+    iter_oci_archive,
+)
 from .cache import BlobCache, Holder, default_cache_dir
 from .errors import ImageError
 from .fetcher import LayerFetcher
@@ -72,7 +80,7 @@ LAYER_MODES = (UNCOMPRESSED, COMPRESSED)
 DEFAULT_JOBS = 4
 
 
-@record
+@dataclass
 class PullOptions:
     """How to pull: output format and layer form, platform, parallelism, cache and registry settings."""
 
@@ -88,7 +96,7 @@ class PullOptions:
     progress: Progress = field(default_factory=NullProgress)
 
 
-@record
+@dataclass
 class PullResult:
     """What a pull produced."""
 
@@ -236,7 +244,7 @@ def _write_new(partial: Path, opened: "OpenedImage", options: PullOptions, compr
     return size
 
 
-@record
+@dataclass
 class OpenedImage:
     """An image resolved at its registry, whose archive layout fetches layers only as they are read."""
 

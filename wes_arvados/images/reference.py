@@ -14,8 +14,8 @@ non-normalizing parser and leaves the domain empty when there is none.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, replace
 
-from ..records import record, replace
 from .errors import InvalidReference
 
 __all__ = [
@@ -74,7 +74,7 @@ _IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
 _GO_DIGEST_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Reference:
     """A parsed image reference: where the image lives and which version of it."""
 

@@ -8,27 +8,31 @@ platform (default linux/amd64).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Union
 
-from ..records import record
 from .cache import BlobCache
 from .errors import AuthError, ManifestError, NotFoundError, RegistryError
-from .manifest import DEFAULT_PLATFORM, Index, Manifest, diff_ids, parse_manifest, parse_platform, select_platform
+from .manifest import (
+    DEFAULT_PLATFORM,
+    Index,
+    Manifest,
+    diff_ids,
+    parse_manifest,
+    parse_platform,
+    select_platform,
+)
 from .reference import Reference
 from .registry import Repository
 
 
-@record
+@dataclass
 class ResolvedImage:
     """An image manifest with its config, and the index it was chosen from, if any."""
 
     manifest: Manifest
     config: bytes
     index_digest: Optional[str] = None
-
-
-
-
 
 
 def _fetch_manifest(repo: Repository, cache: BlobCache, identifier: str,

@@ -21,11 +21,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, Optional
 
-from ..records import replace
 from .cache import PRUNE_GRACE_SECONDS, BlobCache
 from .policy import ImagePolicy
 from .prune import prune

@@ -22,14 +22,28 @@ import errno
 import os
 import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Optional, Union
 
-from ..records import record
-from .archive import (COPY_CHUNK, ArchiveImage, DeliveredPart, LayerPart, LayerStream, Metadata, Part, RefPart,
-                      StreamPart, _File, _Layer, oci_entries)
+from .archive import (
+    BLOCK,
+    COPY_CHUNK,
+    ArchiveImage,
+    DeliveredPart,
+    LayerPart,
+    LayerStream,
+    Metadata,
+    Part,
+    RefPart,
+    StreamPart,
+    _File,
+    _Layer,
+    oci_entries,
+    padding,
+    tar_header,
+)
 from .errors import ImageError
-from .tar import BLOCK, padding, tar_header
 
 
 def copy_file(src_path: Path, dst_fd: int, size: int, at: Optional[int] = None) -> None:
@@ -75,7 +89,7 @@ class _Overflow(Exception):
     """A stream is longer than its hint said."""
 
 
-@record
+@dataclass
 class _Guess:
     """A stream being written in a job at the place its hint gave it."""
 

@@ -21,11 +21,11 @@ import socket
 import struct
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, Optional
 
 from ..images.registry import AuthConfig
-from ..records import asdict
 
 NAME_FILE = "registry-auth.handoff"
 # How long a queued run's credentials are kept for it.

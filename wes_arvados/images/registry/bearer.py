@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
-from ...records import field, record
 from .basic import basic_header
 from .challenge import Challenge
 from .credentials import AuthConfig
@@ -27,7 +27,7 @@ NO_OAUTH_POST = frozenset({400, 401, 404, 405})
 TokenKey = Tuple[str, str, str]  # realm, service, scope
 
 
-@record
+@dataclass
 class Token:
     """A bearer token and the monotonic time it stops being used."""
 

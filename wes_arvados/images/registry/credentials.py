@@ -9,18 +9,18 @@ import base64
 import binascii
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 from urllib.parse import urlparse
 
-from ...records import field, record
 from ..errors import ImageError
 
 DOCKER_HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com")
 DOCKER_HUB_SERVER_URL = "https://index.docker.io/v1/"
 
 
-@record
+@dataclass
 class AuthConfig:
     """Credentials for one registry (any field may be empty)."""
 
@@ -86,7 +86,7 @@ def _run_helper(helper: str, registry: str) -> AuthConfig:
     return AuthConfig(username=answer.get("Username", ""), password=answer.get("Secret", ""))
 
 
-@record
+@dataclass
 class DockerConfig:
     """One Docker config.json: `auths`, `credHelpers` and `credsStore`."""
 

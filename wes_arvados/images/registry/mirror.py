@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import List
 from urllib.parse import urlsplit
 
-from ...records import record
 from .credentials import canonical_registry
 from .options import RegistryOptions
 from .scheme import scheme_for
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Endpoint:
     """A base URL serving /v2/ and the host[:port] it names in messages (never with user info)."""
 

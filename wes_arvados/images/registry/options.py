@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional
 
-from ...records import field, record
 from ..errors import ImageError
 from .credentials import Credentials
 
@@ -20,7 +20,7 @@ def parse_mirrors(values: Iterable[str]) -> Dict[str, List[str]]:
     return mirrors
 
 
-@record
+@dataclass
 class RegistryOptions:
     """How to reach registries: transport security, mirrors, credentials, retries."""
 

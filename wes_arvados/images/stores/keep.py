@@ -40,10 +40,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from ..archive import LayerPart, LayerRef, Metadata, Part, RefPart, iter_archive
+from ..archive import (
+    LayerPart,
+    LayerRef,
+    Metadata,
+    Part,
+    RefPart,
+    iter_archive,
+    padding,
+    tar_header,
+)
 from ..errors import ImageError
 from ..manifest import config_platform, diff_ids
-from ..tar import padding, tar_header
 from .base import ImageStore, StoredImage
 
 if TYPE_CHECKING:
