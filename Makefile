@@ -42,6 +42,7 @@ serve: install
 
 test: install-test
 	$(VENV)/bin/ruff check --select F,E9 wes_arvados tests
+	$(VENV)/bin/mypy wes_arvados
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 # The whole CWL conformance suite through the server, printed as a table.

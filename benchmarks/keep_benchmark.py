@@ -6,8 +6,11 @@ each tool it prints wall and CPU seconds, peak RSS and the bytes PUT to Keep;
 then the same again for a second, unchanged store (nothing should be uploaded).
 arv-keepdocker is the peer: it needs a Docker daemon (the tests' DockerDaemon),
 which first pulls the image from the registry (timed apart). It asserts nothing.
+`--smoke` runs it end to end on a tiny image in a throw-away registry, once, the
+peer included when a Docker daemon can be had: a check that the script works
+(tests/test_benchmarks.py), whose figures mean nothing.
 
-    .venv/bin/python benchmarks/keep_benchmark.py [--runs 2]
+    .venv/bin/python benchmarks/keep_benchmark.py [--runs 2] [--no-peer] [--smoke]
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from typing import Dict, List, Optional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.pull_benchmark import REPO, TAG, Sample, ensure_image, run_child, settle  # noqa: E402
+from benchmarks.pull_benchmark import (REPO, SMOKE_HELP, TAG, WARM_GIB, Sample, ensure_image,  # noqa: E402
+                                       parse_args, run_child, settle, work_directory)
 from tests.arvados.double import ArvadosDouble  # noqa: E402
 from tests.images.docker import DockerDaemon  # noqa: E402
 from tests.images.registry import Registry  # noqa: E402
@@ -45,18 +49,24 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                         / "wes-arvados-benchmark", help="where pull_benchmark.py keeps its registry storage")
     parser.add_argument("--no-peer", action="store_true", help="skip arv-keepdocker (it needs a Docker daemon)")
-    args = parser.parse_args()
+    parser.add_argument("--warm-gib", type=float, default=WARM_GIB,
+                        help=f"memory touched and freed before each run (default {WARM_GIB}; 0: none)")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    # pull_benchmark.py's image, whose registry storage this script shares; --smoke makes it tiny.
+    parser.set_defaults(size_mb=680, layers=8)
+    args = parse_args(parser)
     scratch = Path(tempfile.mkdtemp(prefix="wes-keep-bench-"))
     try:
-        with Registry(args.workdir / "registry") as registry, ArvadosDouble(scratch / "arvados") as double:
-            ensure_image(registry, 680, 8)
+        with work_directory(args.workdir, args.smoke) as work, Registry(work / "registry") as registry, \
+                ArvadosDouble(scratch / "arvados") as double:
+            ensure_image(registry, args.size_mb, args.layers)
             ref = f"{registry.host}/{REPO}:{TAG}"
             bin_dir = Path(sys.executable).parent
             cases: Dict[str, List[Sample]] = {}
             puts: Dict[str, List[int]] = {}
 
             def measure(name: str, argv: List[str], env: Dict[str, str]) -> None:
-                settle()
+                settle(args.warm_gib)
                 double.reset_counters()
                 cases.setdefault(name, []).append(run_child(argv, env))
                 puts.setdefault(name, []).append(double.keep_put_bytes)
@@ -91,7 +101,10 @@ def main() -> None:
                 if daemon is not None:
                     daemon.stop()
             print()
-            print(f"image {ref}: 8 layers, ~680 MB uncompressed; {os.cpu_count()} CPUs; {args.runs} runs; medians; "
+            if args.smoke:
+                print("smoke run: it checks that the benchmark works; its figures mean nothing")
+            print(f"image {ref}: {args.layers} layers, ~{args.size_mb} MB uncompressed; {os.cpu_count()} CPUs; "
+                  f"{args.runs} runs; medians; "
                   "RSS = peak of the child (GNU time)")
             print(f"{'case':55} {'wall s':>7} {'CPU s':>7} {'RSS MB':>7} {'PUT MB':>9}")
             for name, samples in cases.items():

@@ -5,8 +5,10 @@ registry, then alternates skopeo and wes-arvados runs with cold caches and print
 a table of medians: wall time, CPU time and peak RSS of the child process, and the
 ratio to skopeo. Also times a re-pull of the unchanged image, `--layers=compressed`,
 and the gzip inflaters this machine has. It prints; it asserts nothing.
+`--smoke` runs it end to end on a tiny image in a throw-away registry, once: a
+check that the script works (tests/test_benchmarks.py), whose figures mean nothing.
 
-    .venv/bin/python benchmarks/pull_benchmark.py [--runs 6] [--size-mb 680] [--layers 8]
+    .venv/bin/python benchmarks/pull_benchmark.py [--runs 6] [--size-mb 680] [--layers 8] [--smoke]
 
 See benchmarks/README.rst.
 """
@@ -19,11 +21,13 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,6 +36,11 @@ from tests.images.builder import RegistryClient, big_image, push  # noqa: E402
 from tests.images.registry import Registry  # noqa: E402
 
 REPO, TAG = "bench/big", "1"
+
+# What --smoke changes (flags given explicitly still win): a 4 MB image, one run, no warm-up.
+SMOKE = {"runs": 1, "size_mb": 4, "layers": 2, "warm_gib": 0.0}
+SMOKE_HELP = ("check the script end to end, not how fast anything is: a 4 MB image of 2 layers in a "
+              "temporary registry (--workdir is not used), one run, no warm-up")
 
 
 @dataclass
@@ -70,6 +79,7 @@ def run_child(argv: List[str], env: Optional[Dict[str, str]] = None) -> Sample:
     proc.returncode = os.waitstatus_to_exitcode(status)
     stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode != 0:
+        rss_file.unlink(missing_ok=True)
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}:\n{stderr}")
     rss_kb = float(rss_file.read_text().split()[-1]) if launcher else usage.ru_maxrss
     rss_file.unlink(missing_ok=True)
@@ -98,6 +108,29 @@ def settle(warm_gib: float) -> None:
         touched = bytearray(size)
         touched[0:size:4096] = bytes(len(range(0, size, 4096)))  # a byte in every page
         del touched  # freed right before the run: the pages the run's writes get are warm
+
+
+@contextmanager
+def work_directory(workdir: Path, smoke: bool) -> Iterator[Path]:
+    """`workdir`, or for a smoke run a temporary directory removed afterwards.
+
+    A smoke run never uses the kept registry: its tiny image would take the big one's tag.
+    """
+    if not smoke:
+        yield workdir
+        return
+    temporary = Path(tempfile.mkdtemp(prefix="wes-arvados-bench-smoke-"))
+    try:
+        yield temporary
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse the command line; `--smoke` (which `parser` must have) turns the defaults into `SMOKE`'s."""
+    if parser.parse_known_args()[0].smoke:
+        parser.set_defaults(**SMOKE)
+    return parser.parse_args()
 
 
 def ensure_image(registry: Registry, size_mb: int, layers: int) -> None:
@@ -168,15 +201,15 @@ def main() -> None:
                         help=f"memory touched and freed before each run (default {WARM_GIB}; 0: none)")
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                         / "wes-arvados-benchmark", help="keeps the registry storage between runs of the benchmark")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     parser.add_argument("--push-to", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_args(parser)
     if args.push_to:
         return build_and_push(args.push_to, args.size_mb, args.layers)
     if shutil.which("skopeo") is None:
         sys.exit("skopeo is missing (apt-get install skopeo)")
-    work = args.workdir
-    scratch = work / "scratch"
-    with Registry(work / "registry") as registry:
+    with work_directory(args.workdir, args.smoke) as work, Registry(work / "registry") as registry:
+        scratch = work / "scratch"
         ensure_image(registry, args.size_mb, args.layers)
         ref = f"{registry.host}/{REPO}:{TAG}"
         # The command as users run it: the console script pip installed (no runpy, no importlib.util).
@@ -225,9 +258,11 @@ def main() -> None:
             for step in order[run % 3:] + order[:run % 3]:
                 step()
         shutil.rmtree(scratch, ignore_errors=True)
-        from wes_arvados.images.layers import INFLATER
+        from wes_arvados.images.compression import INFLATER
 
         print()
+        if args.smoke:
+            print("smoke run: it checks that the benchmark works; its figures mean nothing")
         print(f"image: {describe_image(registry)}; {os.cpu_count()} CPUs; {args.runs} runs each; "
               f"medians; CPU = user + system of the child; inflater in use: {INFLATER}; "
               f"{args.warm_gib:g} GiB touched and freed before each run")

@@ -1,5 +1,5 @@
 """`python -m wes_arvados` is the `wes-arvados` command."""
 
-from .cli import entry
+from .cli.main import entry
 
 entry()

@@ -18,6 +18,8 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from .errors import ConfigError
+from .images.errors import ImageError
+from .images.registry.options import parse_mirrors
 
 ENV_PREFIX = "WES_ARVADOS_"
 RESOLVED_ENV = "WES_ARVADOS_RESOLVED_CONFIG"
@@ -64,10 +66,10 @@ class ImagesConfig:
         """Check values; return self."""
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"images.runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
-        for mirror in self.mirrors:
-            registry, sep, url = str(mirror).partition("=")
-            if not sep or not registry or not url.startswith(("http://", "https://")):
-                raise ConfigError(f"images.mirrors: {mirror!r} is not REGISTRY=http(s)://HOST[:PORT]")
+        try:
+            parse_mirrors(str(mirror) for mirror in self.mirrors)
+        except ImageError as exc:
+            raise ConfigError(f"images.mirrors: {exc}") from None
         if int(self.pull_jobs) < 1:
             raise ConfigError("images.pull_jobs must be a positive integer")
         _ = self.cache_max_bytes  # a size that is not one raises ConfigError here, at start-up
@@ -78,7 +80,9 @@ class ImagesConfig:
         """`cache_max_size` in bytes; None for no limit."""
         if str(self.cache_max_size or "").strip() == "":
             return None
-        from .images.prune import parse_size  # here: the server's config needs no image code to load
+        from .images.prune import (
+            parse_size,  # here: the server's config needs no image code to load
+        )
 
         try:
             return parse_size(str(self.cache_max_size))
@@ -156,6 +160,11 @@ class Config:
     def image_cache_dir(self) -> Path:
         """The server's blob cache."""
         return Path(self.images.cache_dir) if self.images.cache_dir else self.images_dir / "cache"
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where RunWorkflow requests are staged before a backend takes them over."""
+        return Path(self.state_dir) / "staging"
 
     @property
     def runs_dir(self) -> Path:

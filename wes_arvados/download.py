@@ -9,11 +9,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import requests
+from .http import Client, TransportError, read1, release
 
 CHUNK = 1 << 20
 # Longest wait for a connection or for the next bytes, in seconds.
 STALL = 60.0
+# Redirects followed (a download link often redirects to storage once or twice).
+MAX_REDIRECTS = 5
 
 
 class DownloadError(Exception):
@@ -29,19 +31,27 @@ def download(url: str, dest: Path, max_bytes: int, timeout: float, label: str) -
     the caller removes.
     """
     deadline = time.monotonic() + timeout
+    client = Client(timeout=min(timeout, STALL))
     try:
-        with requests.get(url, stream=True, timeout=min(timeout, STALL), allow_redirects=True) as response:
-            if response.status_code != 200:
-                raise DownloadError(f"{label} answered HTTP {response.status_code}")
+        response = client.request("GET", url, redirects=MAX_REDIRECTS)
+        try:
+            if response.status != 200:
+                raise DownloadError(f"{label} answered HTTP {response.status}")
             size = 0
             with open(dest, "wb") as out:
-                for chunk in response.iter_content(CHUNK):
+                while True:
+                    chunk = read1(response, CHUNK)
+                    if not chunk:
+                        return size
                     size += len(chunk)
                     if size > max_bytes:
                         raise DownloadError(f"{label} is larger than {max_bytes} bytes")
                     if time.monotonic() > deadline:
                         raise DownloadError(f"{label} took longer than {timeout:g} s to download")
                     out.write(chunk)
-            return size
-    except requests.RequestException as exc:
-        raise DownloadError(f"{label} could not be fetched: {type(exc).__name__}") from exc
+        finally:
+            release(response)
+    except TransportError as exc:
+        raise DownloadError(f"{label} could not be fetched: {exc}") from exc
+    finally:
+        client.close()

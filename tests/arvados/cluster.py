@@ -14,15 +14,15 @@ from .containers import Containers
 from .controller import Controller, apply_select
 from .errors import ApiError, NotFound
 from .filters import parse_json_param
-from .keepstore import Blocks, Counters
 from .groups import Groups
+from .keepstore import Blocks, Counters
 from .kinds import Kind, Record
 from .links import Links
-from .simple import Credentials, KeepServices, Logs, Workflows
-from .users import ApiClientAuthorizations, Users
 from .permissions import Permissions
 from .records import Store
+from .simple import Credentials, KeepServices, Logs, Workflows
 from .trash import Trash
+from .users import ApiClientAuthorizations, Users
 
 KINDS = (ApiClientAuthorizations, Collections, ContainerRequests, Containers, Credentials, Groups, KeepServices, Links,
          Logs, Users, Workflows)

@@ -8,9 +8,9 @@ from . import manifests
 from .auth import Caller
 from .errors import NotFound, PermissionDenied
 from .kinds import Kind, Record
-from .trash import Trashable
 from .records import parse_time
 from .signing import MISSING, check_signature, strip_signature
+from .trash import Trashable
 
 
 class Collections(Trashable, Kind):

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from .auth import Caller
 from .errors import Invalid, PermissionDenied
-from .filters import Filters, limit_offset, orders, parse_json_param, sort_records, where_to_filters
+from .filters import (
+    Filters,
+    limit_offset,
+    orders,
+    parse_json_param,
+    sort_records,
+    where_to_filters,
+)
 from .kinds import SERVER_SET, Kind, Record
 from .permissions import WRITE
 from .records import MODELS, format_time, parse_time, resource_of, type_infix

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import sys
 import socket
 import ssl
+import sys
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Type

@@ -17,7 +17,13 @@ from typing import Any, Dict, List
 
 import pytest
 
-from ..images.builder import ImageFactory, build_image, busybox_rootfs_layer, layer, push
+from ..images.builder import (
+    ImageFactory,
+    build_image,
+    busybox_rootfs_layer,
+    layer,
+    push,
+)
 from ..images.conftest import docker_daemon, image_factory, registry, repo  # noqa: F401  (fixtures)
 from ..images.docker import DockerDaemon
 from ..images.registry import Registry

@@ -172,11 +172,13 @@ class Reset:
 
 @dataclass
 class Status:
-    """Answer with `status` without asking the registry (e.g. 429 with Retry-After, 503)."""
+    """Answer with `status` without asking the registry (e.g. 429 with Retry-After, 503); `body` replaces the
+    registry-style JSON error."""
 
     status: int
     retry_after: Optional[str] = None
     headers: Dict[str, str] = field(default_factory=dict)
+    body: Optional[bytes] = None
 
 
 @dataclass
@@ -378,8 +380,9 @@ def _proxy_handler(proxy: FaultProxy) -> type:
         def _local(self, record: ProxyRequest, action: Status) -> None:
             for _ in _chunks(self.rfile, self.headers)[0] or ():  # drain, to keep the connection usable
                 pass
-            body = (f'{{"errors":[{{"code":"{"TOOMANYREQUESTS" if action.status == 429 else "UNAVAILABLE"}",'
-                    f'"message":"injected by the fault proxy"}}]}}').encode()
+            body = action.body if action.body is not None else (
+                f'{{"errors":[{{"code":"{"TOOMANYREQUESTS" if action.status == 429 else "UNAVAILABLE"}",'
+                f'"message":"injected by the fault proxy"}}]}}').encode()
             self.send_response(action.status)
             headers = {"Content-Type": "application/json", "Content-Length": str(len(body)), **action.headers}
             if action.retry_after is not None:

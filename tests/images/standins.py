@@ -24,8 +24,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
-from .builder import (BUSYBOX, PATH_ENV, Directory, Entry, File, Image, Layer, RegistryClient, Symlink,
-                      build_image, busybox_rootfs_layer, layer, push)
+from .builder import (
+    BUSYBOX,
+    PATH_ENV,
+    Directory,
+    Entry,
+    File,
+    Image,
+    Layer,
+    RegistryClient,
+    Symlink,
+    build_image,
+    busybox_rootfs_layer,
+    layer,
+    push,
+)
 
 STANDINS: Dict[str, str] = {
     "docker.io/debian:stable-slim": "library/debian:stable-slim",

@@ -30,6 +30,7 @@ from wes_arvados.images.archive import (
     legacy_ids,
     tar_header,
 )
+from wes_arvados.images.output import Output, Stopped, write_at
 from wes_arvados.images.writer import write_archive, write_oci_directory, write_parts
 
 from .builder import Image, ImageFactory, digest_of, layer
@@ -260,7 +261,7 @@ def test_a_layer_file_shorter_than_announced_is_an_error(tmp_path: Path) -> None
     with pytest.raises(OSError):
         fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
         try:
-            write_parts(fd, [LayerPart("l", digest_of(b""), 200, short)])
+            write_parts(Output(fd), [LayerPart("l", digest_of(b""), 200, short)])
         finally:
             os.close(fd)
 
@@ -376,20 +377,20 @@ def test_a_failing_stream_in_parallel_stops_the_others_and_raises_its_own_error(
     fd = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT)
     try:
         with pytest.raises(ValueError, match="digest mismatch"):
-            write_parts(fd, parts, jobs=2)
+            write_parts(Output(fd), parts, jobs=2)
     finally:
         os.close(fd)
 
 
 def _delivering(built: ArchiveImage, pool: ThreadPoolExecutor, calls: List[int]) -> ArchiveImage:
     """`built` with every layer also deliverable: written into the file by `pool`, as a fetcher does."""
-    def deliver(file: LayerFile, fd: int, offset: int, stop: threading.Event) -> Future:
+    def deliver(file: LayerFile, out: Output, offset: int) -> Future:
         calls.append(offset)
         data = file.path.read_bytes()
 
         def write() -> LayerFile:
             for i in range(0, len(data), 1000):  # in pieces, as a download arrives
-                writer.write_at(fd, data[i:i + 1000], offset + i)
+                write_at(out.fd, data[i:i + 1000], offset + i)
             return file
         return pool.submit(write)
     layers = []
@@ -397,7 +398,7 @@ def _delivering(built: ArchiveImage, pool: ThreadPoolExecutor, calls: List[int])
         file = lay.data()
         assert isinstance(file, LayerFile)
         layers.append(ArchiveLayer(lay.digest, lay.media_type, lambda file=file: file,
-                                   lambda fd, at, stop, file=file: deliver(file, fd, at, stop), file.size))
+                                   lambda out, at, file=file: deliver(file, out, at), file.size))
     built.layers = layers
     return built
 
@@ -425,17 +426,17 @@ def test_a_failing_delivery_stops_the_others_before_the_file_is_closed(tmp_path:
     started, finished = threading.Event(), threading.Event()
     stops: List[threading.Event] = []
 
-    def endless(fd: int, offset: int, stop: threading.Event) -> None:
-        stops.append(stop)
+    def endless(out: Output, offset: int) -> None:
+        stops.append(out.stop)
         started.set()
         try:
-            while not stop.is_set():
-                writer.write_at(fd, bytes(100), offset)
-            raise writer.Stopped()
+            while not out.stop.is_set():
+                write_at(out.fd, bytes(100), offset)
+            raise Stopped()
         finally:
             finished.set()
 
-    def failing(fd: int, offset: int, stop: threading.Event) -> None:
+    def failing(out: Output, offset: int) -> None:
         started.wait(10)
         raise ValueError("digest mismatch")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -15,6 +16,7 @@ import pytest
 
 from wes_arvados.images.cache import BlobCache, Holder, default_cache_dir
 from wes_arvados.images.errors import DigestMismatch
+from wes_arvados.images.output import create, write_at
 
 from ..wes import require
 
@@ -216,6 +218,26 @@ def test_a_failed_archive_leaves_its_verified_blobs_as_entries(keep_blobs: bool,
     assert _entries(cache) == ([DIGEST.split(":")[1]] if keep_blobs else [])
     assert cache.read(DIGEST) == (DATA if keep_blobs else None)
     assert output.exists()  # the caller's file: the caller removes it
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_an_output_written_under_the_caches_hold_keeps_its_recorded_blobs_or_makes_entries_of_them(
+        fails: bool, tmp_path: Path) -> None:
+    cache = BlobCache(tmp_path / "cache")
+    output = tmp_path / "out.tar"
+    with contextlib.suppress(ValueError), create(output, hold=cache) as out:
+        assert out.held and len(os.listdir(cache.root / "held")) == 2  # held (and marked) before any byte
+        write_at(out.fd, HEADER + DATA, 0)
+        out.record(DIGEST, len(HEADER), len(DATA))
+        if fails:
+            raise ValueError("a later layer failed")
+    if fails:  # the verified blob became an entry, and the cache let go of the file
+        assert os.listdir(cache.root / "held") == [] and _entries(cache) == [DIGEST.split(":")[1]]
+    else:  # the blob stays where it lies (no copy) until a pull needs it
+        assert len(os.listdir(cache.root / "held")) == 1 and _entries(cache) == []
+        assert _extents(cache) == [DIGEST.split(":")[1]]
+    assert cache.get(DIGEST, len(DATA)) == cache.path(DIGEST) and cache.read(DIGEST) == DATA
+    assert _extents(cache) == [] and output.read_bytes() == HEADER + DATA
 
 
 def test_an_archive_left_marked_by_a_dead_process_is_removed_after_a_day(tmp_path: Path) -> None:

@@ -19,11 +19,31 @@ import requests
 import zstandard
 
 from ..wes import require
-from .builder import (IN_TOTO, Image, ImageFactory, Index, Platform, RegistryClient, big_image,
-                      busybox_rootfs_layer, digest_of, layer, local_files, push)
+from .builder import (
+    IN_TOTO,
+    Image,
+    ImageFactory,
+    Index,
+    Platform,
+    RegistryClient,
+    big_image,
+    busybox_rootfs_layer,
+    digest_of,
+    layer,
+    local_files,
+    push,
+)
 from .docker import DockerDaemon
-from .registry import (Delay, FaultProxy, FlipByte, InvalidToken, Registry, Reset, too_many_requests,
-                       unavailable)
+from .registry import (
+    Delay,
+    FaultProxy,
+    FlipByte,
+    InvalidToken,
+    Registry,
+    Reset,
+    too_many_requests,
+    unavailable,
+)
 from .tokenserver import LEEWAY, TokenServer
 
 KINDS: Dict[str, Callable[[ImageFactory], object]] = {

@@ -10,8 +10,13 @@ from typing import Dict, List
 import pytest
 
 from wes_arvados.images.archive import ArchiveImage, LayerRef, iter_archive
-from wes_arvados.images.stores.keep import (KeepArchiveWriter, LayerBlocks, check_image_collection, collection_name,
-                                            split_repo_tag)
+from wes_arvados.images.stores.keep import (
+    KeepArchiveWriter,
+    LayerBlocks,
+    check_image_collection,
+    collection_name,
+    split_repo_tag,
+)
 from wes_arvados.images.writer import write_archive
 
 from .builder import ImageFactory, build_image, busybox_rootfs_layer, layer

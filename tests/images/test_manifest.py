@@ -34,6 +34,7 @@ from wes_arvados.images.manifest import (
     platform_matches,
     select_platform,
 )
+from wes_arvados.web.errors import image_status
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "platforms_test.json").read_text())
 DEFAULTS = [Platform("linux", "amd64"), Platform("linux", "arm64"), Platform("freebsd", "arm", "v6")]
@@ -186,7 +187,7 @@ def test_missing_platform_lists_the_available_ones() -> None:
     assert err.available == ["linux/amd64", "linux/arm64/v8", "linux/arm/v7"]
     assert "linux/s390x" in err.msg and "linux/amd64, linux/arm64/v8, linux/arm/v7" in err.msg
     assert "docker.io/library/ubuntu:22.04" in err.msg and "unknown" not in err.msg
-    assert isinstance(err, ImageError) and err.status_code == 400
+    assert isinstance(err, ImageError) and image_status(err) == 400
 
 
 @pytest.mark.parametrize("wanted", ["unknown/unknown", "linux/s390x", "linux/ppc64le"])
@@ -329,7 +330,7 @@ def test_expected_digest_is_verified() -> None:
     assert parse_manifest(raw, m.OCI_INDEX, expected_digest=digest_of(raw, "sha512")).digest == digest_of(raw, "sha512")
     with pytest.raises(DigestMismatch) as info:
         parse_manifest(raw, m.OCI_INDEX, expected_digest=f"sha256:{0:064x}")
-    assert info.value.actual == good and info.value.status_code == 502
+    assert info.value.actual == good and image_status(info.value) == 502
 
 
 def test_accept_asks_for_every_supported_kind_and_not_schema1() -> None:

@@ -11,6 +11,7 @@ from wes_arvados.images.errors import ImageError
 from wes_arvados.images.policy import ImageDenied, ImagePolicy
 from wes_arvados.images.reference import parse_normalized_named
 from wes_arvados.images.registry.credentials import AuthConfig, parse_registry_auth
+from wes_arvados.web.errors import image_status
 
 
 @pytest.mark.parametrize("allow,deny,image,allowed", [
@@ -32,7 +33,7 @@ def test_deny_wins_and_an_empty_allow_list_allows_everything(allow, deny, image,
     else:
         with pytest.raises(ImageDenied, match=str(ref).replace(".", r"\.")) as info:
             policy.check(ref)
-        assert info.value.status_code == 403
+        assert image_status(info.value) == 403
 
 
 def _header(doc: object, urlsafe: bool = True) -> str:
@@ -63,5 +64,5 @@ def test_registry_auth_never_runs_credential_helpers() -> None:
 def test_a_bad_registry_auth_header_is_a_bad_request_that_quotes_no_secret(header: str, message: str) -> None:
     with pytest.raises(ImageError, match=message) as info:
         parse_registry_auth(header)
-    assert info.value.status_code == 400
+    assert image_status(info.value) == 400
     assert "s3cret" not in str(info.value) and header not in str(info.value)

@@ -13,12 +13,13 @@ from typing import List
 
 import pytest
 
-from wes_arvados.cli import main
+from wes_arvados.cli.main import main
 from wes_arvados.config import load_config
 from wes_arvados.errors import ConfigError
 from wes_arvados.images.cache import BlobCache
 from wes_arvados.images.prune import parse_size, prune, usage
 from wes_arvados.images.pull import PullOptions, pull
+from wes_arvados.images.reference import parse_normalized_named
 
 from .builder import ImageFactory, push
 from .registry import FaultProxy, Registry
@@ -104,7 +105,7 @@ def test_a_held_archive_goes_with_its_extents_once_no_output_links_it(fault_prox
     ref = f"{fault_proxy.host}/{repo}:1"
     cache = BlobCache(tmp_path / "cache")
     out = tmp_path / "out.tar"
-    pull(ref, out, PullOptions(cache_dir=cache.root, layers="compressed"))
+    pull(parse_normalized_named(ref), out, PullOptions(cache_dir=cache.root, layers="compressed"))
     expected = out.read_bytes()
     [held] = os.listdir(cache.root / "held")
     _age(out, 2)
@@ -120,7 +121,7 @@ def test_a_held_archive_goes_with_its_extents_once_no_output_links_it(fault_prox
     assert all(cache.get(lay.digest) is None for lay in image.layers)
     # Nothing half-done: the next pull fetches what went, once, and writes the same bytes.
     fault_proxy.clear()
-    pull(ref, out, PullOptions(cache_dir=cache.root, layers="compressed"))
+    pull(parse_normalized_named(ref), out, PullOptions(cache_dir=cache.root, layers="compressed"))
     assert out.read_bytes() == expected
     assert [fault_proxy.blob_gets(lay.digest) for lay in image.layers] == [1] * len(image.layers)
 
@@ -206,11 +207,11 @@ def test_a_prune_right_after_a_pull_keeps_what_the_pull_used(fault_proxy: FaultP
     ref = f"{fault_proxy.host}/{repo}:1"
     cache = BlobCache(tmp_path / "cache")
     first = tmp_path / "first.tar"
-    pull(ref, first, PullOptions(cache_dir=cache.root))
+    pull(parse_normalized_named(ref), first, PullOptions(cache_dir=cache.root))
     first.unlink()
     assert prune(cache, max_bytes=0).removed == 0  # the grace period keeps the blobs the pull just used
     fault_proxy.clear()
-    result = pull(ref, tmp_path / "again.tar", PullOptions(cache_dir=cache.root, layers="compressed"))
+    result = pull(parse_normalized_named(ref), tmp_path / "again.tar", PullOptions(cache_dir=cache.root, layers="compressed"))
     assert result.downloaded == 0 and [fault_proxy.blob_gets(lay.digest) for lay in image.layers] == [0, 0, 0]
 
 

@@ -16,8 +16,10 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import pytest
 
-from wes_arvados.images.errors import DigestMismatch, PlatformNotFound
-from wes_arvados.images.pull import PullOptions, PullResult, pull
+from wes_arvados.images.errors import DigestMismatch, ImageError, PlatformNotFound
+from wes_arvados.images.pull import PullOptions, PullResult, choose, pull
+from wes_arvados.images.reference import parse_normalized_named
+from wes_arvados.images.strategy import Compressed, OciLayout, Strategy, Uncompressed
 
 from ..wes import ROOT, require
 from .builder import Image, ImageFactory, Index, push
@@ -77,7 +79,7 @@ def pull_into(tmp_path: Path, ref: str, name: str = "out.tar", **options: object
     """Pull `ref` into tmp_path/name with a cache in tmp_path/cache (unless options say otherwise)."""
     options.setdefault("cache_dir", tmp_path / "cache")
     out = tmp_path / name
-    return pull(ref, out, PullOptions(**options)), out  # type: ignore[arg-type]
+    return pull(parse_normalized_named(ref), out, PullOptions(**options)), out  # type: ignore[arg-type]
 
 
 def served(registry: Registry, repo: str, image: Image, via: Optional[FaultProxy] = None) -> str:
@@ -180,6 +182,28 @@ def test_a_missing_platform_is_an_error_and_leaves_nothing(registry: Registry, r
     assert sorted(os.listdir(tmp_path)) == ["cache"]
 
 
+@pytest.mark.parametrize("fmt, layers, use_cache, name, strategy", [
+    ("docker-archive", "uncompressed", True, "out.tar", Uncompressed(3)),
+    ("docker-archive", "compressed", True, "out.tar", Compressed(3)),
+    ("docker-archive", "compressed", False, "out.tar", Compressed(3, keep_blobs=False)),
+    ("oci", "uncompressed", True, "layout.tar", Compressed(3, oci=True)),
+    ("oci", "uncompressed", True, "layout", OciLayout()),
+])
+def test_the_options_and_the_output_name_choose_how_the_archive_is_made(fmt: str, layers: str, use_cache: bool,
+                                                                         name: str, strategy: Strategy) -> None:
+    chosen = choose(PullOptions(format=fmt, layers=layers, jobs=3, use_cache=use_cache), Path(name))
+    assert chosen == strategy
+    assert chosen.layers == ("uncompressed" if strategy == Uncompressed(3) else "compressed")
+
+
+def test_an_unknown_format_or_layer_form_is_refused_before_anything_is_fetched(tmp_path: Path) -> None:
+    ref = parse_normalized_named("127.0.0.1:9/x/img:1")  # nothing listens there: a fetch would fail otherwise
+    for options, what in ((PullOptions(format="zip"), "output format"), (PullOptions(layers="gz"), "layer form")):
+        with pytest.raises(ImageError, match=f"unknown {what}"):
+            pull(ref, tmp_path / "out.tar", options)
+    assert os.listdir(tmp_path) == []
+
+
 # ---- determinism and the cache ----------------------------------------------------------------
 
 
@@ -255,7 +279,7 @@ def test_concurrent_pulls_fetch_each_blob_once(layers: str, fault_proxy: FaultPr
 
     def one(i: int) -> None:
         try:
-            pull(ref, tmp_path / f"t{i}.tar", PullOptions(cache_dir=cache, layers=layers))
+            pull(parse_normalized_named(ref), tmp_path / f"t{i}.tar", PullOptions(cache_dir=cache, layers=layers))
         except BaseException as exc:  # reported below
             errors.append(exc)
     threads = [threading.Thread(target=one, args=(i,)) for i in range(10)]
@@ -320,7 +344,7 @@ def test_compressed_layers_are_copied_into_a_cache_on_another_filesystem(registr
     cache = tmp_path / "cache"
     with tempfile.TemporaryDirectory(dir="/dev/shm") as elsewhere:
         require(os.stat(elsewhere).st_dev != os.stat(tmp_path).st_dev, "/dev/shm is on the test's filesystem")
-        pull(ref, Path(elsewhere) / "out.tar", PullOptions(cache_dir=cache, layers="compressed"))
+        pull(parse_normalized_named(ref), Path(elsewhere) / "out.tar", PullOptions(cache_dir=cache, layers="compressed"))
         check_docker_archive(Path(elsewhere) / "out.tar", image, [ref], compressed=True)
     assert os.listdir(cache / "held") == []
     assert _layer_entries(cache, image) == [lay.digest for lay in image.layers]
@@ -382,7 +406,7 @@ def test_layers_decompress_in_bounded_pieces(compression: str) -> None:
 
     import zstandard
 
-    from wes_arvados.images.layers import OUT_CHUNK, decompress
+    from wes_arvados.images.compression import OUT_CHUNK, decompress
 
     plain = bytes(5 * OUT_CHUNK) + os.urandom(100_000) + b"end"
     half = len(plain) // 2
@@ -401,7 +425,7 @@ def test_layers_decompress_in_bounded_pieces(compression: str) -> None:
 def test_a_damaged_layer_is_a_corrupt_layer_error(damage: str) -> None:
     import gzip
 
-    from wes_arvados.images.layers import CorruptLayer, decompress
+    from wes_arvados.images.compression import CorruptLayer, decompress
 
     blob = gzip.compress(os.urandom(300_000))
     blob = blob[:-1000] if damage == "truncated" else blob[:100] + bytes(1000) + blob[1100:]

@@ -13,7 +13,7 @@ from typing import List
 
 import pytest
 
-from wes_arvados.cli import main
+from wes_arvados.cli.main import main
 from wes_arvados.images.progress import TerminalProgress, human_size, summary_line
 
 from ..wes import ROOT

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from wes_arvados.errors import WesError
 from wes_arvados.images import reference as ref
 from wes_arvados.images.errors import ImageError, InvalidReference
 from wes_arvados.images.reference import (
@@ -25,6 +24,7 @@ from wes_arvados.images.reference import (
     validate_digest,
     with_name,
 )
+from wes_arvados.web.errors import image_status
 
 DATA = Path(__file__).parent / "data"
 REFERENCE = json.loads((DATA / "reference_test.json").read_text())
@@ -253,9 +253,8 @@ def test_error_names_the_input_and_the_reason() -> None:
     err = info.value
     assert err.reference == "Ubuntu" and err.reason == ref.NAME_CONTAINS_UPPERCASE
     assert "'Ubuntu'" in err.msg and "must be lowercase" in err.msg
-    assert isinstance(err, ImageError) and isinstance(err, WesError)
-    assert err.status_code == 400
-    assert err.to_response() == {"msg": err.msg, "status_code": 400}
+    assert isinstance(err, ImageError) and str(err) == err.msg
+    assert image_status(err) == 400  # the web layer's mapping: the request named an unusable image
 
 
 def test_sixty_four_hex_characters_are_not_a_name() -> None:
@@ -304,3 +303,10 @@ def test_digests_are_checked_like_go_digest(digest: str, reason: str | None) -> 
 def test_no_trailing_newline_or_non_ascii_slips_through(text: str) -> None:
     with pytest.raises(InvalidReference):
         parse_normalized_named(text)
+
+
+def test_a_reference_remembers_how_it_was_written_without_it_being_part_of_its_identity() -> None:
+    short, full = parse_normalized_named("ubuntu"), parse_normalized_named("docker.io/library/ubuntu:latest")
+    assert (short.as_written, full.as_written) == ("ubuntu", "docker.io/library/ubuntu:latest")
+    assert short.with_tag("latest") == full and hash(short.with_tag("latest")) == hash(full)
+    assert str(short) == "docker.io/library/ubuntu" and short.with_tag("22.04").as_written == "docker.io/library/ubuntu:22.04"

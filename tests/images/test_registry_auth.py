@@ -18,16 +18,21 @@ from urllib.parse import parse_qs
 
 import pytest
 import requests
+from urllib3 import HTTPHeaderDict
 
-from wes_arvados.images.errors import AuthError
+from wes_arvados.images.errors import AuthError, RegistryError
 from wes_arvados.images.manifest import Manifest
 from wes_arvados.images.reference import parse_normalized_named
 from wes_arvados.images.registry import RegistryOptions, Repository
 from wes_arvados.images.registry.auth import Authenticator
-from wes_arvados.images.registry.bearer import MARGIN, MIN_EXPIRY, TokenCache
+from wes_arvados.images.registry.bearer import (
+    MARGIN,
+    MAX_TOKEN_ANSWER,
+    MIN_EXPIRY,
+    TokenCache,
+)
 from wes_arvados.images.registry.challenge import parse_challenges
 from wes_arvados.images.registry.credentials import AuthConfig, Credentials
-from wes_arvados.images.registry.http1 import Headers
 from wes_arvados.images.registry.mirror import Endpoint
 from wes_arvados.images.registry.session import Response, make_session
 
@@ -235,6 +240,19 @@ def test_a_failing_token_server_is_retried(token_registry: Registry, token_serve
     assert [r.status for r in token_server.requests] == [503, 503, 200]
 
 
+def test_a_token_answer_over_1_mib_is_refused_naming_the_limit(token_registry: Registry, token_server: TokenServer,
+                                                               repo: str, small: Image) -> None:
+    push(token_registry, repo, "v1", small)
+    token_server.reset()
+    token_server.pad(MAX_TOKEN_ANSWER)
+    with pytest.raises(RegistryError) as caught:
+        open_repository(token_registry.host, repo, AuthConfig("reader", "bookworm")).get_manifest("v1")
+    assert caught.value.status is None
+    assert str(caught.value) == (f"registry {token_registry.host} failed for image {token_registry.host}/{repo}:v1: "
+                                 f"token request to {token_server.realm}: "
+                                 "the token answer is larger than the limit of 1 MiB")
+    assert token_server.count() == 1  # not asked again
+
 def test_a_registry_token_is_sent_as_it_is(token_registry: Registry, token_server: TokenServer, repo: str,
                                            small: Image) -> None:
     push(token_registry, repo, "v1", small)
@@ -379,6 +397,6 @@ def test_every_www_authenticate_field_is_read_not_only_the_first(fields: List[Tu
     options = options_for("registry.test", AuthConfig(registry_token="fixed-token"))
     authenticator = Authenticator(make_session(options), options, "registry.test", "repository:x:pull", "x")
     endpoint = Endpoint("https://registry.test", "registry.test", False)
-    answer = Response(401, "Unauthorized", Headers(fields), "https://registry.test/v2/", {})
+    answer = Response(401, "Unauthorized", HTTPHeaderDict(fields), "https://registry.test/v2/", {})
     assert authenticator.learn(endpoint, answer)
     assert authenticator.header(endpoint) == {"Authorization": "Bearer fixed-token"}

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import pytest
+from urllib3 import HTTPHeaderDict
 
 from wes_arvados.images.errors import (
     DigestMismatch,
@@ -34,8 +35,9 @@ from wes_arvados.images.manifest import (
 )
 from wes_arvados.images.reference import parse_normalized_named
 from wes_arvados.images.registry import RegistryOptions, Repository
+from wes_arvados.images.registry.client import MAX_MANIFEST
 from wes_arvados.images.registry.credentials import AuthConfig, Credentials
-from wes_arvados.images.registry.http1 import Headers
+from wes_arvados.images.registry.errors import MAX_ERROR_BODY
 from wes_arvados.images.registry.retry import retry_after
 from wes_arvados.images.registry.session import Response
 
@@ -253,6 +255,64 @@ def test_a_manifest_must_match_the_digest_the_caller_expects(registry: Registry,
         repository.get_manifest_verified("v1", expected_digest=other.digest)
 
 
+
+class ManifestWithoutLength(BaseHTTPRequestHandler):
+    """A registry whose manifest comes chunked (no Content-Length), 256 MiB of it unless the client hangs up."""
+
+    protocol_version = "HTTP/1.1"
+    sent = 0
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/v2/":
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", DOCKER_MANIFEST_SCHEMA2)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        piece = b" " * (1 << 16)
+        try:
+            for _ in range(64 * MAX_MANIFEST // len(piece)):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                type(self).sent += len(piece)
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            self.close_connection = True  # the client stopped reading, as it should
+
+
+def test_a_manifest_over_4_mib_is_refused_naming_the_limit(fault_proxy: FaultProxy, repo: str,
+                                                           pushed: Image) -> None:
+    big = b"{" + b" " * MAX_MANIFEST + b"}"
+    fault_proxy.add_rule("/manifests/v1$", Status(200, headers={"Content-Type": DOCKER_MANIFEST_SCHEMA2}, body=big),
+                         method="GET")
+    with pytest.raises(RegistryError) as caught:
+        open_repository(fault_proxy.host, repo).get_manifest_verified("v1")
+    assert str(caught.value) == (f"registry {fault_proxy.host} failed for image {fault_proxy.host}/{repo}:v1: "
+                                 "manifest v1: the manifest is larger than the limit of 4 MiB")
+    assert fault_proxy.count("GET", "/manifests/") == 1  # not asked again
+
+
+def test_a_manifest_without_a_length_is_read_no_further_than_the_limit() -> None:
+    with ThreadedServer(ManifestWithoutLength) as server:
+        with pytest.raises(RegistryError, match="manifest v1: the manifest is larger than the limit of 4 MiB"):
+            open_repository(f"127.0.0.1:{server.port}", "test/chunked").get_manifest("v1")
+    assert ManifestWithoutLength.sent < 8 * MAX_MANIFEST  # the client hung up soon past the limit
+
+
+def test_an_error_body_over_1_mib_is_not_shown_and_the_error_says_so(fault_proxy: FaultProxy, repo: str,
+                                                                    pushed: Image) -> None:
+    fault_proxy.add_rule("/manifests/v1$", Status(404, body=b"x" * (MAX_ERROR_BODY + 1)), method="GET")
+    with pytest.raises(NotFoundError) as caught:
+        open_repository(fault_proxy.host, repo).get_manifest("v1")
+    assert caught.value.status == 404
+    assert str(caught.value).endswith("manifest v1: Not Found (the error body is larger than the limit of 1 MiB)")
+    assert "xxx" not in str(caught.value)
+
 # ------------------------------------------------------------------------------------- blobs
 
 
@@ -417,4 +477,5 @@ def test_retry_after_in_the_future_is_waited_for() -> None:
 
 
 def _answer(headers: Mapping[str, str]) -> Response:
-    return Response(429, "Too Many Requests", Headers(list(headers.items())), "http://registry.example/v2/", {})
+    return Response(429, "Too Many Requests", HTTPHeaderDict(list(headers.items())), "http://registry.example/v2/",
+                    {})

@@ -7,19 +7,19 @@ configured behind mirrors that answer (a CONNECT to the proxy would show otherwi
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import http.client
 import ipaddress
 import logging
 import socket
 import ssl
-import subprocess
-import sys
 import threading
+import time
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import List, Mapping, Tuple
+from typing import Iterator, List, Mapping, Tuple
 from urllib.parse import urlsplit
 
 import pytest
@@ -36,8 +36,7 @@ from wes_arvados.images.registry.mirror import endpoints, mirror_endpoint
 from wes_arvados.images.registry.retry import with_retries
 from wes_arvados.images.registry.scheme import is_loopback, scheme_for
 from wes_arvados.images.registry.session import (
-    BrokenConnection,
-    CannotConnect,
+    CertificateRejected,
     make_session,
     proxy_for,
 )
@@ -46,7 +45,6 @@ from ..threaded import ThreadedServer
 from ..wes import free_port
 from .builder import Image, push
 from .registry import FaultProxy, Registry, Status
-from .test_http1 import Scripted, ok
 from .test_registry_auth import contents, pull
 from .test_registry_blobs import StaticRegistry
 
@@ -143,45 +141,6 @@ def test_no_proxy_excludes_names_subdomains_addresses_networks_and_ports(
     assert (proxy_for(url) is None) == bypassed
 
 
-def test_pooled_connections_the_server_closed_are_replaced_by_a_new_one() -> None:
-    server = Scripted([ok(b"first"), ok(b"second"), ok(b"third")], one_per_connection=True)
-    session = make_session(RegistryOptions(user_agent="wes-test/1"))
-    first = session.request("GET", server.url())
-    second = session.request("GET", server.url())  # the first is not read yet: a second connection
-    assert (first.content, second.content) == (b"first", b"second")  # both idle now, and closed by the server
-    # Both idle connections are stale: the request is sent again on a new one, not on the other stale one.
-    assert session.request("GET", server.url()).content == b"third"
-    server.thread.join(5)
-    assert len(server.requests) == 3 and all(b"User-Agent: wes-test/1" in request for request in server.requests)
-
-
-def test_a_body_cut_short_is_a_broken_connection_not_an_end() -> None:
-    server = Scripted([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\ncut short"])  # one byte short
-    response = make_session(RegistryOptions()).request("GET", server.url("/"))
-    assert response.read1(1024) == b"cut short"
-    with pytest.raises(BrokenConnection, match="1 bytes of the body unread"):
-        response.read1(1024)
-    server.thread.join(5)
-
-
-def test_an_answer_this_client_cannot_read_or_a_url_it_cannot_send_is_not_retried() -> None:
-    gzipped = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\n"
-    server = Scripted([gzipped] * FAST.max_attempts, one_per_connection=True)
-    session = make_session(FAST)
-    slept: List[float] = []
-    with pytest.raises(CannotConnect, match="transfer coding gzip is not supported"):
-        with_retries(lambda: session.request("GET", server.url("/")), FAST, "test", sleep=slept.append)
-    assert len(server.requests) == 1 and slept == []
-    with pytest.raises(CannotConnect, match="unsupported URL"):
-        with_retries(lambda: session.request("GET", "ftp://127.0.0.1/x"), FAST, "test", sleep=slept.append)
-    assert slept == []
-    # A connection that is refused may be worth another try: it is retried.
-    with pytest.raises(CannotConnect):
-        with_retries(lambda: session.request("GET", f"http://127.0.0.1:{free_port()}/"), FAST, "test",
-                     sleep=slept.append)
-    assert len(slept) == FAST.max_attempts - 1
-
-
 def _certificate(tmp_path: Path) -> Tuple[Path, Path, Path]:
     """A CA, and a certificate it signed for 127.0.0.1, TLS_IPV6 and TLS_NAME: (ca.pem, server.pem, server.key)."""
     now = dt.datetime.now(dt.timezone.utc)
@@ -227,37 +186,108 @@ def test_an_https_mirror_is_trusted_through_the_ca_bundle(tmp_path: Path, small:
     assert upstream in str(caught.value)
 
 
-# An https request in a fresh interpreter: the session's TLS, and whether the idna codec came with it.
-_HTTPS_CHILD = """
-import socket, ssl, sys, threading
-from wes_arvados.images.registry import RegistryOptions
-from wes_arvados.images.registry.session import make_session
-ca, cert, key = sys.argv[1:4]
-server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-server_side.load_cert_chain(cert, key)
-listener = socket.create_server(("127.0.0.1", 0))
-def serve():
-    conn, _ = listener.accept()
-    with server_side.wrap_socket(conn, server_side=True) as tls:
-        request = b""
-        while b"\\r\\n\\r\\n" not in request:
-            request += tls.recv(4096)
-        tls.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\nyes")
-threading.Thread(target=serve, daemon=True).start()
-url = f"https://127.0.0.1:{listener.getsockname()[1]}/v2/"
-body = make_session(RegistryOptions(ca_bundle=ca)).get(url).content
-print(body.decode(), "encodings.idna" in sys.modules)
-"""
+def _self_signed(tmp_path: Path) -> Tuple[Path, Path]:
+    """A certificate signed by its own key, for 127.0.0.1 and TLS_NAME: (server.pem, server.key)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TLS_NAME)])
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                               x509.DNSName(TLS_NAME)]), critical=False)
+                   .sign(key, hashes.SHA256()))
+    paths = tmp_path / "self-signed.pem", tmp_path / "self-signed.key"
+    paths[0].write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
 
 
-def test_an_https_request_verifies_the_server_without_importing_the_idna_codec(tmp_path: Path) -> None:
-    # ssl encodes a str server_hostname with the idna codec (~5 ms of every https pull's start); an ASCII
-    # host goes to it as bytes, as it goes to getaddrinfo.
+class TLSServer:
+    """Answers "yes" over TLS on loopback with the given certificate, counting the connections it accepts."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            try:
+                with self.context.wrap_socket(conn, server_side=True) as tls:
+                    request = b""
+                    while b"\r\n\r\n" not in request:
+                        request += tls.recv(4096)
+                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nyes")
+            except OSError:
+                pass  # the client refused the certificate
+
+    def close(self) -> None:
+        """Stop listening."""
+        self.listener.close()
+
+
+def test_an_https_request_is_verified_with_the_ca_bundle(tmp_path: Path) -> None:
     ca, cert, key = _certificate(tmp_path)
-    done = subprocess.run([sys.executable, "-c", _HTTPS_CHILD, str(ca), str(cert), str(key)], capture_output=True,
-                          text=True, timeout=60, env={"PYTHONPATH": str(Path(__file__).resolve().parents[2])})
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["yes", "False"]
+    server = TLSServer(cert, key)
+    try:
+        url = f"https://127.0.0.1:{server.port}/v2/"
+        assert make_session(RegistryOptions(ca_bundle=str(ca))).get(url).read_capped(100, "the answer") == b"yes"
+        with pytest.raises(CertificateRejected, match="unable to get local issuer certificate"):
+            make_session(RegistryOptions()).get(url)  # the system CAs do not know ours
+    finally:
+        server.close()
+
+
+def test_a_self_signed_certificate_is_refused_at_once_naming_the_host_and_the_reason(tmp_path: Path) -> None:
+    server = TLSServer(*_self_signed(tmp_path))
+    session = make_session(RegistryOptions())
+    slept: List[float] = []
+    try:
+        with pytest.raises(CertificateRejected) as caught:
+            with_retries(lambda: session.get(f"https://127.0.0.1:{server.port}/v2/"), RegistryOptions(), "test",
+                         sleep=slept.append)
+    finally:
+        server.close()
+    assert str(caught.value) == f"127.0.0.1:{server.port}: TLS certificate verify failed: self-signed certificate"
+    assert not caught.value.retryable and slept == [] and server.connections == 1
+
+
+@contextlib.contextmanager
+def _tls_registry_behind_a_proxy(cert: Path, key: Path, image: Image, env: pytest.MonkeyPatch
+                                 ) -> Iterator[Tuple["StaticRegistry", "ForwardProxy"]]:
+    """A registry serving `image` over TLS with `cert`, reached as TLS_NAME through a CONNECT proxy."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    with StaticRegistry.of("test/tls", image) as static:
+        static._httpd.socket = context.wrap_socket(static._httpd.socket, server_side=True)
+        with ForwardProxy({f"{TLS_NAME}:443": f"https://{static.host}"}) as proxy:
+            _use_proxy(env, proxy.url)
+            yield static, proxy
+
+
+def test_a_registry_with_a_self_signed_certificate_fails_in_under_a_second_without_retrying(
+        tmp_path: Path, small: Image, no_proxy_environment: pytest.MonkeyPatch) -> None:
+    # Reached through a CONNECT tunnel, as https is: loopback registries are always plain http.
+    with _tls_registry_behind_a_proxy(*_self_signed(tmp_path), small, no_proxy_environment) as (static, proxy):
+        started = time.monotonic()
+        with pytest.raises(RegistryError) as caught:  # with the default backoff: 7.5 s if it were retried
+            Repository(parse_normalized_named(f"{TLS_NAME}/test/tls:v1"), RegistryOptions()).get_manifest("v1")
+        elapsed = time.monotonic() - started
+    assert elapsed < 1
+    assert proxy.requests == [("CONNECT", f"{TLS_NAME}:443")] and static.requests == []  # one try, no request
+    message = str(caught.value)
+    assert message.startswith(f"registry {TLS_NAME} failed for image {TLS_NAME}/test/tls:v1: manifest v1: ")
+    assert message.endswith(f"{TLS_NAME}: TLS certificate verify failed: self-signed certificate")
 
 
 # ------------------------------------------------------------------------------------ proxies
@@ -380,19 +410,14 @@ def test_a_remote_registry_is_reached_through_http_proxy(registry: Registry, rep
 def test_an_https_registry_is_reached_through_a_connect_tunnel_and_verified(
         tmp_path: Path, small: Image, no_proxy_environment: pytest.MonkeyPatch) -> None:
     ca, cert, key = _certificate(tmp_path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    with StaticRegistry.of("test/tls", small) as static:
-        static._httpd.socket = context.wrap_socket(static._httpd.socket, server_side=True)
-        with ForwardProxy({f"{TLS_NAME}:443": f"https://{static.host}"}) as proxy:
-            _use_proxy(no_proxy_environment, proxy.url)
-            reference = parse_normalized_named(f"{TLS_NAME}/test/tls:v1")
-            assert pull(Repository(reference, replace(FAST, ca_bundle=str(ca)))) == contents(small)
-            tunnels = len(proxy.requests)
-            with pytest.raises(RegistryError) as caught:  # the system CAs do not know ours
-                Repository(reference, FAST).get_manifest("v1")
+    with _tls_registry_behind_a_proxy(cert, key, small, no_proxy_environment) as (static, proxy):
+        reference = parse_normalized_named(f"{TLS_NAME}/test/tls:v1")
+        assert pull(Repository(reference, replace(FAST, ca_bundle=str(ca)))) == contents(small)
+        tunnels = len(proxy.requests)
+        with pytest.raises(RegistryError) as caught:  # the system CAs do not know ours
+            Repository(reference, FAST).get_manifest("v1")
     assert tunnels >= 1 and set(proxy.requests) == {("CONNECT", f"{TLS_NAME}:443")}
-    assert TLS_NAME in str(caught.value) and "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
+    assert f"{TLS_NAME}: TLS certificate verify failed: unable to get local issuer certificate" in str(caught.value)
     # Every request went through a tunnel, none to the proxy in the clear.
     assert static.requests[0][:2] == ("GET", "/v2/")
     assert all(method == "GET" and "/v2/test/tls/" in path for method, path, _ in static.requests[1:])
@@ -416,7 +441,7 @@ def test_an_ipv6_registry_is_tunnelled_with_its_brackets_and_a_refusal_says_what
                 Repository(parse_normalized_named("[2001:db8::6]/test/tls:v1"), options).get_manifest("v1")
     assert set(proxy.requests) == {("CONNECT", authority), ("CONNECT", unrouted)}
     assert proxy.requests.count(("CONNECT", unrouted)) == 1
-    assert f"refused a tunnel to {unrouted}: HTTP/1.1 403 Forbidden" in str(refused.value)
+    assert f"refused a tunnel to {unrouted}: 403 Forbidden" in str(refused.value)
     # Inside the tunnel, the Host header keeps the brackets too.
     assert {headers.get("Host") for _, _, headers in static.requests} == {f"[{TLS_IPV6}]"}
 

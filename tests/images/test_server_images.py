@@ -27,7 +27,7 @@ from ..threaded import ThreadedServer
 from ..wes import WesClient, WesServer, require
 from .builder import ImageFactory, build_image, busybox_rootfs_layer, layer, push
 from .docker import DockerDaemon
-from .registry import FaultProxy, Registry, Status
+from .registry import Delay, FaultProxy, Registry, Status
 
 TOOL = """\
 cwlVersion: v1.2
@@ -207,6 +207,13 @@ def test_concurrent_runs_needing_one_new_image_download_each_blob_once(
     assert len(pulled) == 1
 
 
+def _ask_pull(base: str, image: str) -> str:
+    """POST /images for `image`; the pull's id (the answer must be 202)."""
+    answer = requests.post(base + "/images", json={"image": image}, timeout=30)
+    assert answer.status_code == 202, answer.text
+    return answer.json()["pull_id"]
+
+
 def _wait_pull(base: str, pull_id: str, timeout: float = 120) -> dict:
     """GET /images/{pull_id} until the pull ends (or `timeout` passes); its last answer."""
     deadline = time.monotonic() + timeout
@@ -283,9 +290,7 @@ def test_the_pull_service_imports_lists_and_serves_a_later_run(server: WesServer
     push(fault_proxy, repo, "1", image_factory.docker_schema2())
     _forget(docker_daemon, image)
     base = WesClient(server.url).url
-    answer = requests.post(base + "/images", json={"image": image}, timeout=30)
-    assert answer.status_code == 202, answer.text
-    pull = _wait_pull(base, answer.json()["pull_id"])
+    pull = _wait_pull(base, _ask_pull(base, image))
     assert pull["state"] == "COMPLETE", pull
     assert pull["image_id"] == image_factory.docker_schema2().config_digest and pull["cached"] is False
     listed = requests.get(base + "/images", timeout=30).json()
@@ -297,6 +302,32 @@ def test_the_pull_service_imports_lists_and_serves_a_later_run(server: WesServer
     assert log["state"] == "COMPLETE", log
     assert any(f"image {image}: cached" in line for line in _lines(log))
     assert _blob_gets(fault_proxy) == {}
+
+
+def test_an_image_pull_runs_outside_the_web_workers_and_outlives_a_server_restart(
+        tmp_path: Path, repo: str, fault_proxy: FaultProxy, docker_daemon: DockerDaemon,
+        image_factory: ImageFactory) -> None:
+    image = f"{fault_proxy.host}/{repo}:1"
+    push(fault_proxy, repo, "1", image_factory.docker_schema2())
+    _forget(docker_daemon, image)
+    fault_proxy.add_rule("/blobs/", Delay(4, after_bytes=10), method="GET")  # the pull is under way, and slow
+    wes = _server(tmp_path, docker_daemon)
+    try:
+        base = WesClient(wes.url).url
+        pull_id = _ask_pull(base, image)
+        deadline = time.monotonic() + 60
+        while requests.get(f"{base}/images/{pull_id}", timeout=30).json()["state"] != "RUNNING":
+            assert time.monotonic() < deadline, "the pull never started"
+            time.sleep(0.1)
+    finally:
+        wes.stop()  # the web workers and the scheduler go; the pull's own process does not
+    wes = _server(tmp_path, docker_daemon)
+    try:
+        pull = _wait_pull(WesClient(wes.url).url, pull_id)
+    finally:
+        wes.stop()
+    assert pull["state"] == "COMPLETE" and pull["cached"] is False, pull
+    assert docker_daemon.docker("image", "inspect", "--format", "{{.Id}}", image).stdout.strip() == pull["image_id"]
 
 
 def test_a_bounded_cache_loses_its_least_recently_used_blobs_after_a_pull(
@@ -314,9 +345,7 @@ def test_a_bounded_cache_loses_its_least_recently_used_blobs_after_a_pull(
     wes = _server(tmp_path, docker_daemon, "--image-cache-max-size", "1")
     try:
         base = WesClient(wes.url).url
-        answer = requests.post(base + "/images", json={"image": image}, timeout=30)
-        assert answer.status_code == 202, answer.text
-        assert _wait_pull(base, answer.json()["pull_id"])["state"] == "COMPLETE"
+        assert _wait_pull(base, _ask_pull(base, image))["state"] == "COMPLETE"
     finally:
         wes.stop()
     # The stale blob went; the pull's own are recent (used within the hour) and stay, over the bound.

@@ -10,7 +10,13 @@ from typing import Dict, List
 import pytest
 
 from ..wes import ROOT
-from .builder import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, PATH_ENV, RegistryClient
+from .builder import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    DOCKER_MANIFEST,
+    PATH_ENV,
+    RegistryClient,
+)
 from .docker import DockerDaemon
 from .registry import Registry
 from .standins import STANDINS, build_standin, push_standins

@@ -146,6 +146,7 @@ class TokenServer(ThreadedServer):
         self.key = SigningKey(algorithm)
         self.requests: List[TokenRequest] = []
         self._failures: List[int] = []
+        self._padding: List[int] = []
         self._lock = threading.Lock()
         super().__init__(_handler(self), port)
 
@@ -174,6 +175,11 @@ class TokenServer(ThreadedServer):
         with self._lock:
             self._failures.extend([status] * times)
 
+    def pad(self, size: int, times: int = 1) -> None:
+        """Make the next `times` token answers at least `size` bytes long (a "padding" member), as a broken server's."""
+        with self._lock:
+            self._padding.extend([size] * times)
+
     def count(self, scope: Optional[str] = None) -> int:
         """How many token requests were answered (that asked for `scope`, if given)."""
         with self._lock:
@@ -184,6 +190,7 @@ class TokenServer(ThreadedServer):
         with self._lock:
             self.requests.clear()
             self._failures.clear()
+            self._padding.clear()
 
     def grant(self, user: Optional[str], scopes: Sequence[str]) -> List[dict]:
         """The `access` claim for `user` (None: anonymous) asking for `scopes`."""
@@ -239,6 +246,10 @@ class TokenServer(ThreadedServer):
             body["expires_in"] = self.expires_in
         if self.issued_at:
             body["issued_at"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with self._lock:
+            padding = self._padding.pop(0) if self._padding else 0
+        if padding:
+            body["padding"] = "x" * padding
         return 200, body
 
 

@@ -17,8 +17,8 @@ from typing import Any, Dict, List, Sequence
 
 import pytest
 
-from wes_arvados.local.rundir import RunDir
 from wes_arvados.local.engine_options import EngineRequest, cwltool_arguments
+from wes_arvados.local.rundir import RunDir
 from wes_arvados.local.runner import parse_cwltool_arguments
 from wes_arvados.local.tasklog import (
     TASKS_FILE,

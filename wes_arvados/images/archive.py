@@ -4,7 +4,10 @@ An archive is produced as a sequence of parts (`iter_archive`, `iter_oci_archive
 `Metadata` parts are small bytes (tar headers, padding, JSON documents); a
 `LayerPart` is a blob of known size in a local file (a layer as the registry
 serves it); a `StreamPart` is a member whose size is learnt by reading it to the
-end (a layer being decompressed). The `writer` module puts parts into a file. A Keep store
+end (a layer being decompressed); a `DeliveredPart` is a blob of known size that
+its fetcher writes into the file itself, at the place the writer hands it; a
+`RefPart` is a layer the destination holds already. How a pull gives its layers
+is its `strategy`'s choice. The `writer` module puts parts into a file. A Keep store
 consumes the same parts: it starts each layer on a block boundary and, since a
 collection's file segments may come from blocks in any order, stores a stream's
 data blocks first and its header block after. Layers are asked for lazily and in
@@ -39,10 +42,12 @@ from typing import (
 )
 
 from .manifest import OCI_INDEX, digest_of
+from .output import COPY_CHUNK
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
-    from threading import Event
+
+    from .output import Output
 
 BLOCK = tarfile.BLOCKSIZE
 _MODES = {tarfile.DIRTYPE: 0o755, tarfile.SYMTYPE: 0o777}
@@ -63,7 +68,6 @@ def padding(size: int) -> bytes:
 
 # Go's archive/tar ends an archive with two zero blocks (Python pads to 10 KiB; we do as Go).
 END_OF_ARCHIVE = bytes(2 * BLOCK)
-COPY_CHUNK = 1 << 20
 # Config attributes that the legacy top layer's json repeats, as docker save does.
 LEGACY_CONFIG_KEYS = ("architecture", "config", "container", "container_config", "created", "docker_version", "os")
 OCI_REF_NAME = "org.opencontainers.image.ref.name"
@@ -121,15 +125,15 @@ class StreamPart:
 class DeliveredPart:
     """`size` bytes of a layer that its fetcher writes into the destination itself, as they arrive.
 
-    `deliver(fd, offset, stop)` starts that and returns a `Future` done once every
-    byte is written and verified (its exception is the fetch's failure); once
-    `stop` is set, it writes no more and ends soon.
+    `deliver(out, offset)` starts that and returns a `Future` done once every
+    byte is written at `offset` of `out` and verified (its exception is the
+    fetch's failure); once `out.stop` is set, it writes no more and ends soon.
     """
 
     name: str
     digest: str
     size: int
-    deliver: Callable[[int, int, "Event"], "Future[Any]"]
+    deliver: Callable[["Output", int], "Future[Any]"]
 
 
 @dataclass(frozen=True)
@@ -193,7 +197,7 @@ class ArchiveLayer:
     data: Callable[[], Union[LayerFile, LayerStream, LayerRef]]
     # A layer of known `size` that can be written straight into a file (see `DeliveredPart`);
     # `tar_parts(deliverable=True)` uses it instead of `data`.
-    deliver: Optional[Callable[[int, int, "Event"], "Future[Any]"]] = None
+    deliver: Optional[Callable[["Output", int], "Future[Any]"]] = None
     size: Optional[int] = None
 
 
@@ -212,29 +216,38 @@ class ArchiveImage:
 
 
 @dataclass(frozen=True)
-class _File:
+class FileEntry:
+    """A member holding small bytes."""
+
     name: str
     data: bytes
 
 
 @dataclass(frozen=True)
-class _Link:
+class LinkEntry:
+    """A symbolic link member."""
+
     name: str
     target: str
 
 
 @dataclass(frozen=True)
-class _Dir:
+class DirEntry:
+    """A directory member."""
+
     name: str
 
 
 @dataclass(frozen=True)
-class _Layer:
+class LayerEntry:
+    """A member holding a layer's bytes."""
+
     name: str
     layer: ArchiveLayer
 
 
-_Entry = Union[_File, _Link, _Dir, _Layer]
+# A member of an archive, or a file of an OCI layout directory.
+Entry = Union[FileEntry, LinkEntry, DirEntry, LayerEntry]
 
 
 def _json(obj: object) -> bytes:
@@ -264,16 +277,16 @@ def legacy_ids(diff_ids: Sequence[str]) -> List[str]:
     return ids
 
 
-def docker_entries(image: ArchiveImage) -> Iterator[_Entry]:
+def docker_entries(image: ArchiveImage) -> Iterator[Entry]:
     """The members of a ``docker save`` archive, in their fixed order."""
     config_name = _hex(digest_of(image.config)) + ".json"
     names = [_hex(layer.digest) + layer_extension(layer.media_type) for layer in image.layers]
-    yield _File(config_name, image.config)
+    yield FileEntry(config_name, image.config)
     written = set()
     for name, layer in zip(names, image.layers):
         if name not in written:  # an image may repeat a layer; the file is stored once
             written.add(name)
-            yield _Layer(name, layer)
+            yield LayerEntry(name, layer)
     config = json.loads(image.config)
     ids = legacy_ids(image.diff_ids)
     for i, (layer_id, name) in enumerate(zip(ids, names)):
@@ -282,20 +295,20 @@ def docker_entries(image: ArchiveImage) -> Iterator[_Entry]:
             doc["parent"] = ids[i - 1]
         if i == len(ids) - 1:
             doc.update({key: config[key] for key in LEGACY_CONFIG_KEYS if key in config})
-        yield _Dir(layer_id)
-        yield _File(f"{layer_id}/VERSION", b"1.0")
-        yield _File(f"{layer_id}/json", _json(doc))
-        yield _Link(f"{layer_id}/layer.tar", f"../{name}")
+        yield DirEntry(layer_id)
+        yield FileEntry(f"{layer_id}/VERSION", b"1.0")
+        yield FileEntry(f"{layer_id}/json", _json(doc))
+        yield LinkEntry(f"{layer_id}/layer.tar", f"../{name}")
     manifest = [{"Config": config_name, "RepoTags": list(image.repo_tags), "Layers": names}]
-    yield _File("manifest.json", json.dumps(manifest, separators=(",", ":")).encode())
+    yield FileEntry("manifest.json", json.dumps(manifest, separators=(",", ":")).encode())
     repositories: Dict[str, Dict[str, str]] = {}
     for repo_tag in image.repo_tags if ids else ():
         repo, _, tag = repo_tag.rpartition(":")
         repositories.setdefault(repo, {})[tag] = ids[-1]
-    yield _File("repositories", _json(repositories))
+    yield FileEntry("repositories", _json(repositories))
 
 
-def oci_entries(image: ArchiveImage, directories: bool = True) -> Iterator[_Entry]:
+def oci_entries(image: ArchiveImage, directories: bool = True) -> Iterator[Entry]:
     """The files of an OCI image layout holding the image's manifest, config and layers as stored."""
     manifest_digest = digest_of(image.manifest)
     descriptor: Dict[str, object] = {"mediaType": image.manifest_media_type, "digest": manifest_digest,
@@ -303,11 +316,11 @@ def oci_entries(image: ArchiveImage, directories: bool = True) -> Iterator[_Entr
     if image.annotations:
         descriptor["annotations"] = dict(image.annotations)
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor]}
-    yield _File("oci-layout", _json({"imageLayoutVersion": "1.0.0"}))
-    yield _File("index.json", _json(index))
+    yield FileEntry("oci-layout", _json({"imageLayoutVersion": "1.0.0"}))
+    yield FileEntry("index.json", _json(index))
     if directories:
-        yield _Dir("blobs")
-        yield _Dir("blobs/sha256")
+        yield DirEntry("blobs")
+        yield DirEntry("blobs/sha256")
     blobs: Dict[str, Union[bytes, ArchiveLayer]] = {
         manifest_digest: image.manifest, digest_of(image.config): image.config}
     for layer in image.layers:
@@ -315,20 +328,20 @@ def oci_entries(image: ArchiveImage, directories: bool = True) -> Iterator[_Entr
     for digest in sorted(blobs):
         name = "blobs/" + digest.replace(":", "/", 1)
         blob = blobs[digest]
-        yield _File(name, blob) if isinstance(blob, bytes) else _Layer(name, blob)
+        yield FileEntry(name, blob) if isinstance(blob, bytes) else LayerEntry(name, blob)
 
 
 # ---- tar --------------------------------------------------------------------------------------
 
 
-def tar_parts(entries: Iterable[_Entry], deliverable: bool = False) -> Iterator[Part]:
+def tar_parts(entries: Iterable[Entry], deliverable: bool = False) -> Iterator[Part]:
     """The parts of a tar archive of `entries`; with `deliverable`, layers that can are `DeliveredPart`s."""
     for entry in entries:
-        if isinstance(entry, _File):
+        if isinstance(entry, FileEntry):
             yield Metadata(tar_header(entry.name, len(entry.data)) + entry.data + padding(len(entry.data)))
-        elif isinstance(entry, _Link):
+        elif isinstance(entry, LinkEntry):
             yield Metadata(tar_header(entry.name, kind=tarfile.SYMTYPE, linkname=entry.target))
-        elif isinstance(entry, _Dir):
+        elif isinstance(entry, DirEntry):
             yield Metadata(tar_header(entry.name.rstrip("/") + "/", kind=tarfile.DIRTYPE))
         elif deliverable and entry.layer.deliver is not None and entry.layer.size is not None:
             size = entry.layer.size

@@ -230,6 +230,7 @@ class BlobCache:
             thread_lock = _LOCKS.setdefault(str(path), threading.Lock())
         with thread_lock:
             fd = flock_file(path)
+            assert fd is not None  # a blocking flock waits, never gives up
             try:
                 yield
             finally:

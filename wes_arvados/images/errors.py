@@ -1,21 +1,20 @@
-"""Errors of image handling, a branch of the one `WesError` hierarchy.
+"""Errors of image handling: the library's own hierarchy, rooted at `ImageError`.
 
-The status code says whose fault it is: 400 when the request named something we
-cannot use (a malformed reference, an unsupported manifest, a missing platform),
-502 when the registry failed us.
+The library knows no HTTP: the web layer (web/errors.py) maps these to statuses,
+the request's fault (a malformed reference, a missing platform) or the registry's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..errors import WesError
 
+class ImageError(Exception):
+    """Base of every failure to resolve, fetch or read a container image; `msg` is safe to show."""
 
-class ImageError(WesError):
-    """Base of every failure to resolve, fetch or read a container image."""
-
-    status_code = 400
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg)
+        self.msg = msg
 
 
 class InvalidReference(ImageError):
@@ -50,9 +49,6 @@ class PlatformNotFound(ImageError):
 class DigestMismatch(ImageError):
     """Content fetched from a registry does not hash to the digest that named it."""
 
-    # The request was fine; what came back was not.
-    status_code = 502
-
     def __init__(self, what: str, expected: str, actual: str) -> None:
         super().__init__(f"digest mismatch for {what}: expected {expected}, got {actual}")
         self.what = what
@@ -62,8 +58,6 @@ class DigestMismatch(ImageError):
 
 class RegistryError(ImageError):
     """A registry refused or failed a request, or could not be reached."""
-
-    status_code = 502
 
     def __init__(self, image: str, registry: str, status: int | None, message: str) -> None:
         answered = f"answered {status}" if status is not None else "failed"

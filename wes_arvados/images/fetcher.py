@@ -7,10 +7,10 @@ entry, renamed into place only once verified; concurrent fetchers of one digest
 failure cancels the other jobs. `LayerFetcher.inflate` gives a layer's
 uncompressed bytes, verified against its diff_id, with the gzip trailer's size
 hint and a way to read them again (see `writer`). `LayerFetcher.deliver` writes a
-blob into the output file as it downloads, for archives whose layers stay
-compressed: the output then never waits for a blob to be read back. When the
-cache holds that output (`BlobCache.hold`), the blob is not copied into the cache
-at all: the cache records where it lies in the output.
+blob into an archive file being written (an `output.Output`) as it downloads, for
+archives whose layers stay compressed: the output then never waits for a blob to
+be read back. When the cache holds that output (`Output.held`), the blob is not
+copied into the cache at all: the output records where it lies instead.
 """
 
 from __future__ import annotations
@@ -19,18 +19,17 @@ import hashlib
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional, TypeVar
 
 from .archive import LayerFile, LayerStream
-from .cache import BlobCache, Holder
+from .cache import BlobCache
+from .compression import decompress, gzip_size_hint
 from .errors import DigestMismatch
-from .layers import decompress, gzip_size_hint
 from .manifest import Descriptor
+from .output import Output, Stopped, copy_file, write_at
 from .progress import Progress
 from .registry import Repository
-from .writer import Stopped, copy_file, write_at
 
 # Pieces a cached blob is read in for inflation: 256 KiB stays in the L2 cache, which makes
 # inflation ~30 % faster than 1 MiB pieces (benchmarks/README.rst).
@@ -38,19 +37,11 @@ READ_CHUNK = 256 << 10
 # Pieces (of at most layers.OUT_CHUNK, 256 KiB) a layer's inflater may run ahead of the archive writer: 8 MiB.
 INFLATE_AHEAD = 32
 
+T = TypeVar("T")
+
 
 class _Cancelled(Stopped):
     """Another layer failed; this one stops."""
-
-
-@dataclass(frozen=True)
-class _Destination:
-    """Where a delivered blob's bytes go: `offset` in `fd`, until `stop` is set; `holder` is the cache's hold on it."""
-
-    fd: int
-    offset: int
-    stop: threading.Event
-    holder: Optional[Holder] = None
 
 
 class LayerFetcher:
@@ -65,6 +56,7 @@ class LayerFetcher:
         self.lock = threading.Lock()
         self.first_error: Optional[BaseException] = None
         self.downloaded = 0
+        self.started: Dict[str, Callable[[], LayerFile]] = {}  # by digest: fetches started ahead
 
     def submit(self, fn: Callable[..., LayerFile], *args: Any) -> Callable[[], LayerFile]:
         """Run `fn(*args)` on the pool; return a function that waits for its result."""
@@ -79,7 +71,7 @@ class LayerFetcher:
                 raise
         return result
 
-    def _run(self, fn: Callable[..., LayerFile], *args: Any) -> LayerFile:
+    def _run(self, fn: Callable[..., T], *args: Any) -> T:
         try:
             file = fn(*args)
         except BaseException as exc:
@@ -124,6 +116,12 @@ class LayerFetcher:
         """The layer blob in the cache, fetched now on the pool (waiting for it)."""
         return self.submit(self.compressed, layer)()
 
+    def ahead(self, layer: Descriptor) -> Callable[[], LayerFile]:
+        """Start fetching the layer blob into the cache on the pool (once per digest); return a wait for it."""
+        if layer.digest not in self.started:
+            self.started[layer.digest] = self.submit(self.compressed, layer)
+        return self.started[layer.digest]
+
     def compressed(self, layer: Descriptor) -> LayerFile:
         """The layer blob as the registry serves it, in the cache (fetched under its lock if missing)."""
         def store() -> None:
@@ -145,33 +143,31 @@ class LayerFetcher:
                     fetch()
         return path
 
-    def deliver(self, layer: Descriptor, fd: int, offset: int, stop: threading.Event,
-                holder: Optional[Holder] = None) -> "Future[None]":
-        """Get the layer blob's bytes into `fd` at `offset`, on the pool.
+    def deliver(self, layer: Descriptor, out: Output, offset: int) -> "Future[None]":
+        """Get the layer blob's bytes into `out` at `offset`, on the pool.
 
         Bytes downloaded now are written as they arrive, so the output does not
         wait for the blob to be read back; the future fails (and the caller
-        removes the output) if the blob does not match its digest. Once `stop` is
-        set (the writer failed) nothing more is written to `fd`. With a `holder`
-        (the cache's hold on the file), a downloaded blob is not copied into the
-        cache: its extent in the file is recorded instead, once verified.
+        removes the output) if the blob does not match its digest. Once `out.stop`
+        is set (the writer failed) nothing more is written. When the cache holds
+        `out`, a downloaded blob is not copied into the cache: `out` records its
+        extent instead, once verified.
         """
-        return self.pool.submit(self._run, self._deliver, layer, _Destination(fd, offset, stop, holder))
+        return self.pool.submit(self._run, self._deliver, layer, out, offset)
 
-    def _deliver(self, layer: Descriptor, into: _Destination) -> None:
-        path = self._unless_cached(layer, lambda: self._download_into(layer, into))
+    def _deliver(self, layer: Descriptor, out: Output, offset: int) -> None:
+        path = self._unless_cached(layer, lambda: self._download_into(layer, out, offset))
         if path is not None:
-            copy_file(path, into.fd, layer.size, into.offset)
+            copy_file(path, out.fd, layer.size, offset)
 
-    def _download_into(self, layer: Descriptor, into: _Destination) -> None:
-        """Write the blob's bytes `into` the file as they download (lock held by caller); see `deliver`."""
-        at = into.offset
-        for chunk in self._download(layer, store=into.holder is None):
-            if into.stop.is_set():
+    def _download_into(self, layer: Descriptor, out: Output, offset: int) -> None:
+        """Write the blob's bytes into `out` from `offset` as they download (lock held by caller); see `deliver`."""
+        fd, stop, at = out.fd, out.stop, offset
+        for chunk in self._download(layer, store=not out.held):
+            if stop.is_set():
                 raise _Cancelled()
-            at += write_at(into.fd, chunk, at)
-        if into.holder is not None:
-            into.holder.record(layer.digest, into.offset, layer.size)
+            at += write_at(fd, chunk, at)
+        out.record(layer.digest, offset, layer.size)
 
     def inflate(self, layer: Descriptor, diff_id: str, blob: Callable[[], LayerFile]) -> LayerStream:
         """The layer's tar, decompressed from its cached blob as it is read, verified against `diff_id`.

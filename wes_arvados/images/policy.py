@@ -13,8 +13,6 @@ from .reference import Reference
 class ImageDenied(ImageError):
     """The operator's policy does not allow this image."""
 
-    status_code = 403
-
 
 def _matches(ref: Reference, pattern: str) -> bool:
     # A pattern may name a registry (docker.io), a repository (docker.io/library/*) or a tagged name.

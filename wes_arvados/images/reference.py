@@ -14,7 +14,7 @@ non-normalizing parser and leaves the domain empty when there is none.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from .errors import InvalidReference
 
@@ -82,6 +82,13 @@ class Reference:
     path: str
     tag: str | None = None
     digest: str | None = None
+    # The text it was parsed from, for messages and for stores that keep names as written; not part of its identity.
+    written: str = field(default="", compare=False, repr=False)
+
+    @property
+    def as_written(self) -> str:
+        """The reference as the user wrote it (its full form if it was not parsed from text)."""
+        return self.written or str(self)
 
     @property
     def name(self) -> str:
@@ -139,7 +146,7 @@ class Reference:
         """This reference with `tag` (any digest is kept), as Go's WithTag."""
         if not _TAG_RE.fullmatch(tag):
             raise InvalidReference(f"{self.name}:{tag}", TAG_INVALID_FORMAT)
-        return replace(self, tag=tag)
+        return replace(self, tag=tag, written="")
 
     def with_digest(self, digest: str) -> Reference:
         """This reference with `digest` (any tag is kept), as Go's WithDigest.
@@ -149,7 +156,7 @@ class Reference:
         """
         if not _DIGEST_RE.fullmatch(digest):
             raise InvalidReference(f"{self.name}@{digest}", DIGEST_INVALID_FORMAT)
-        return replace(self, digest=digest)
+        return replace(self, digest=digest, written="")
 
     def _suffix(self) -> str:
         tag = f":{self.tag}" if self.tag is not None else ""
@@ -243,7 +250,7 @@ def _parse(s: str, original: str) -> Reference:
             validate_digest(digest)
         except InvalidReference as exc:
             raise InvalidReference(original, exc.reason, exc.detail) from None
-    return Reference(domain, path, tag, digest)
+    return Reference(domain, path, tag, digest, original)
 
 
 def _split_docker_domain(name: str) -> tuple[str, str]:

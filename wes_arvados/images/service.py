@@ -29,7 +29,7 @@ from .cache import PRUNE_GRACE_SECONDS, BlobCache
 from .policy import ImagePolicy
 from .prune import prune
 from .pull import PullOptions, open_image
-from .reference import Reference, parse_normalized_named
+from .reference import Reference
 from .registry import AuthConfig, RegistryOptions, Repository
 from .resolve import resolve
 from .stores.base import ImageStore, StoredImage
@@ -77,25 +77,24 @@ class ImageService:
         settings.work_dir.mkdir(parents=True, exist_ok=True)
         self.cache = BlobCache(settings.cache_dir)
 
-    def check(self, name: str) -> Reference:
-        """The parsed name, if the policy allows it (`InvalidReference`, `ImageDenied` otherwise)."""
-        ref = parse_normalized_named(name)
+    def check(self, ref: Reference) -> None:
+        """Raise `ImageDenied` if the operator's policy does not allow `ref`."""
         self.settings.policy.check(ref)
-        return ref
 
     def _registry(self, credentials: Optional[Dict[str, AuthConfig]]) -> RegistryOptions:
         if not credentials:
             return self.settings.registry
         return replace(self.settings.registry, credentials=self.settings.registry.credentials.with_explicit(credentials))
 
-    def ensure(self, name: str, credentials: Optional[Dict[str, AuthConfig]] = None,
+    def ensure(self, ref: Reference, credentials: Optional[Dict[str, AuthConfig]] = None,
                platform: Optional[str] = None) -> Ensured:
-        """Make the store hold `name` as the registry has it now; raise an `ImageError` naming the cause.
+        """Make the store hold the image `ref` names as the registry has it now; raise an `ImageError` naming the cause.
 
         `credentials` (registry → AuthConfig) are used for this call only.
         """
         started = time.monotonic()
-        ref = self.check(name)
+        self.check(ref)
+        name = ref.as_written  # stores keep images under the name the workflow wrote
         registry = self._registry(credentials)
         platform = platform or self.settings.platform
         resolved = resolve(Repository(ref, registry), ref, self.cache, platform)
@@ -108,8 +107,8 @@ class ImageService:
             stored = self.store.lookup(name, image_id)
             if stored is not None:
                 return Ensured(stored, False, 0, time.monotonic() - started)
-            pinned = f"{ref.familiar_name}:{ref.tag_or_default}@{resolved.index_digest or resolved.manifest.digest}" \
-                if ref.tag_or_default else str(ref)
+            pinned = ref.with_tag(ref.tag_or_default).with_digest(resolved.index_digest or resolved.manifest.digest) \
+                if ref.tag_or_default else ref
             options = PullOptions(platform=platform, jobs=self.settings.jobs, cache_dir=self.settings.cache_dir,
                                   registry=registry)
             with open_image(pinned, options) as image:

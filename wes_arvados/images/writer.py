@@ -14,75 +14,39 @@ members, or a layer of 4 GiB or more, whose ISIZE trailer is modulo 2^32) the fi
 is cut off and the rest written again one part after the other. A stream without
 a hint is a barrier: the hints before it are settled first, since it cannot be
 read twice. Every write is positional, so parts need not land in order.
+
+A `DeliveredPart` is written by a job of its own (the fetcher's, as the blob
+downloads) at the place the writer hands it in the same `output.Output`; the
+writer knows only that it is a future, and waits for it as for its own copies.
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional, Union
+from typing import Iterable, List, Union
 
 from .archive import (
     BLOCK,
-    COPY_CHUNK,
     ArchiveImage,
     DeliveredPart,
+    FileEntry,
+    LayerEntry,
     LayerPart,
+    LayerRef,
     LayerStream,
     Metadata,
     Part,
     RefPart,
     StreamPart,
-    _File,
-    _Layer,
     oci_entries,
     padding,
     tar_header,
 )
 from .errors import ImageError
-
-
-def copy_file(src_path: Path, dst_fd: int, size: int, at: Optional[int] = None) -> None:
-    """Copy `size` bytes of `src_path` into `dst_fd` at offset `at` (default: its position), in the kernel if it can."""
-    with open(src_path, "rb", buffering=0) as src:
-        left, src_at = size, 0
-        try:
-            while left:
-                copied = os.copy_file_range(src.fileno(), dst_fd, left, src_at,
-                                            None if at is None else at + src_at)
-                if copied == 0:
-                    break
-                left, src_at = left - copied, src_at + copied
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
-                raise
-            while left:  # another filesystem, or a kernel without copy_file_range
-                data = os.pread(src.fileno(), min(COPY_CHUNK, left), src_at)
-                if not data:
-                    break
-                write_at(dst_fd, data, None if at is None else at + src_at)
-                left, src_at = left - len(data), src_at + len(data)
-        if left:
-            raise OSError(errno.EIO, f"{src_path} is shorter than the {size} bytes expected")
-
-
-def write_at(fd: int, data: Union[bytes, bytearray, memoryview], at: Optional[int]) -> int:
-    """Write all of `data` at offset `at` (at the file position when `at` is None); return its length."""
-    view = memoryview(data)
-    while view:
-        done = os.write(fd, view) if at is None else os.pwrite(fd, view, at)
-        view = view[done:]
-        if at is not None:
-            at += done
-    return len(data)
-
-
-class Stopped(Exception):
-    """Another job failed; this one stops (the failure itself is the error to report)."""
+from .output import COPY_CHUNK, Output, Stopped, copy_file, create, write_at
 
 
 class _Overflow(Exception):
@@ -102,13 +66,14 @@ class _Guess:
 class _Writer:
     """Writes parts at increasing offsets of one file, streams with hints in parallel jobs."""
 
-    def __init__(self, fd: int, jobs: int) -> None:
-        self.fd = fd
+    def __init__(self, out: Output, jobs: int) -> None:
+        self.out = out
+        self.fd = out.fd
         self.parts: List[Part] = []
         self.guesses: List[_Guess] = []
         self.copies: List[Future] = []  # of file and delivered parts, whose sizes are known
         self.pool = ThreadPoolExecutor(jobs, thread_name_prefix="write") if jobs > 1 else None
-        self.stop = threading.Event()
+        self.stop = out.stop  # set by the first failure; every job writing into the file then stops
 
     def write(self, parts: Iterable[Part]) -> int:
         offset = 0
@@ -121,7 +86,7 @@ class _Writer:
                     continue
                 if isinstance(part, DeliveredPart):  # its fetcher writes it, as its bytes arrive
                     self.parts.append(part)
-                    self.copies.append(part.deliver(self.fd, offset, self.stop))
+                    self.copies.append(part.deliver(self.out, offset))
                     offset += part.size
                     continue
                 if isinstance(part, LayerPart) and self.pool is not None:
@@ -154,7 +119,7 @@ class _Writer:
             copy_file(part.path, self.fd, part.size, at)
             return part.size
         if isinstance(part, DeliveredPart):
-            part.deliver(self.fd, at, self.stop).result()
+            part.deliver(self.out, at).result()
             return part.size
         return _write_stream(self.fd, at, part.name, chunks)
 
@@ -211,12 +176,13 @@ class _Writer:
         return offset
 
 
-def write_parts(fd: int, parts: Iterable[Part], jobs: int = 1) -> int:
-    """Write `parts` to `fd` (a new, seekable file) from offset 0; return the number of bytes written.
+def write_parts(out: Output, parts: Iterable[Part], jobs: int = 1) -> int:
+    """Write `parts` into `out` (a new file) from offset 0; return the number of bytes written.
 
     With `jobs` > 1, streams with size hints are filled in by that many threads at once.
+    Deliveries write into `out` themselves; none is still writing when this returns or raises.
     """
-    return _Writer(fd, jobs).write(parts)
+    return _Writer(out, jobs).write(parts)
 
 
 def _write_stream(fd: int, start: int, name: str, chunks: Iterable[bytes]) -> int:
@@ -244,19 +210,9 @@ def _shift(fd: int, start: int, length: int, by: int) -> None:
 
 
 def write_archive(path: Union[str, Path], parts: Iterable[Part], jobs: int = 1) -> int:
-    """Write `parts` into `path`, a new file or an empty one (streams in `jobs` threads); return its size.
-
-    The file is never truncated: ext4 takes truncating a file to nothing as a
-    sign that it is being replaced, and then flushes it to disk when it is
-    closed (auto_da_alloc), ~0.2 s for 400 MB.
-    """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        if os.fstat(fd).st_size:
-            raise FileExistsError(errno.EEXIST, "not empty: an archive is written into a new file", str(path))
-        return write_parts(fd, parts, jobs)
-    finally:
-        os.close(fd)
+    """Write `parts` into `path`, a new file or an empty one (streams in `jobs` threads); return its size."""
+    with create(path) as out:
+        return write_parts(out, parts, jobs)
 
 
 def write_oci_directory(path: Union[str, Path], image: ArchiveImage) -> int:
@@ -267,15 +223,17 @@ def write_oci_directory(path: Union[str, Path], image: ArchiveImage) -> int:
     for entry in oci_entries(image, directories=False):
         target = root / entry.name
         target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(entry, _File):
+        if isinstance(entry, FileEntry):
             target.write_bytes(entry.data)
             total += len(entry.data)
-        elif isinstance(entry, _Layer):
+        elif isinstance(entry, LayerEntry):
             file = entry.layer.data()
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
                 if isinstance(file, LayerStream):
                     total += sum(write_at(fd, chunk, None) for chunk in file.chunks)
+                elif isinstance(file, LayerRef):  # held elsewhere (Keep): an OCI layout must have the bytes
+                    raise ImageError(f"layer {entry.name} is not available to write")
                 else:
                     copy_file(file.path, fd, file.size)
                     total += file.size

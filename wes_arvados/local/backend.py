@@ -10,22 +10,38 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import unquote, urlparse
 
-from ..backend.base import Backend
 from ..config import Config
 from ..errors import BadRequest, NotFound, ServerError
-from ..images.pulls import ImagePull, ImagePulls
+from ..images.reference import Reference
 from ..images.registry import AuthConfig
-from ..images.runtime import detect_runtime
 from ..images.service import ImageService
 from ..images.stores.base import StoredImage
-from ..models import OUTPUT_ROOT, Page, RunRecord, RunRequest, RunSummary, TaskRecord
-from ..states import State
-from ..submission import Submission, resolve_locations
+from ..timestamps import utcnow
+from ..wes.backend import Backend, BackgroundWork
+from ..wes.locations import resolve_locations
+from ..wes.models import (
+    OUTPUT_ROOT,
+    Content,
+    Entry,
+    ImagePull,
+    Listing,
+    Output,
+    Page,
+    RunRecord,
+    RunRequest,
+    RunSummary,
+    TaskRecord,
+)
+from ..wes.states import State
+from ..wes.submission import Submission
 from . import handoff
 from .engine_options import cwltool_options, default_parameters
+from .image_pulls import ImagePulls
 from .images import local_image_service
 from .rundir import RunDir, read_json, write_json
-from .store import RunStore, decode_token, encode_token, utcnow
+from .runtime import detect_runtime
+from .scheduler import Scheduler
+from .store import RunStore, decode_token, encode_token
 from .tasklog import read_tasks
 
 
@@ -45,11 +61,9 @@ class LocalBackend(Backend):
             raise NotFound(f"no run with id {run_id!r}")
         return RunDir(self.config.runs_dir / run_id)
 
-    def staging_dir(self) -> Path:
-        """A fresh directory path (not yet created) where a submission can be staged."""
-        staging = Path(self.config.state_dir) / "staging"
-        staging.mkdir(parents=True, exist_ok=True)
-        return staging / uuid.uuid4().hex
+    def background_work(self) -> Sequence[BackgroundWork]:
+        """The scheduler: it starts queued runs and settles orphaned ones."""
+        return [Scheduler(self.config)]
 
     def engine_versions(self) -> Dict[str, List[str]]:
         """The cwltool this server runs."""
@@ -148,10 +162,9 @@ class LocalBackend(Backend):
                 self.store.update(run_id, db, state=State.CANCELING)
             elif state not in (State.CANCELING, State.CANCELED):
                 raise BadRequest(f"run {run_id!r} has already finished ({state.value}); it cannot be canceled")
-            db.execute("INSERT INTO system_logs (run_id, line) VALUES (?, ?)",
-                       (run_id, f"{utcnow()} cancel requested while {state.value}"))
+            self.store.log(run_id, f"cancel requested while {state.value}", db)
 
-    def log_file(self, run_id: str, stream: str, task_id: Optional[str] = None) -> Path:
+    def log(self, run_id: str, stream: str, task_id: Optional[str] = None) -> Content:
         """The engine's or a task's stdout/stderr file."""
         self.store.get(run_id)
         run = self.run_dir(run_id)
@@ -163,16 +176,20 @@ class LocalBackend(Backend):
             path = run.task_log(task_id, stream)
         if not path.is_file():
             raise NotFound(f"no {stream} log yet for run {run_id!r}" + (f" task {task_id!r}" if task_id else ""))
-        return path
+        return file_content(path, "text/plain")
 
-    def output_file(self, run_id: str, relpath: str) -> Path:
+    def output(self, run_id: str, relpath: str) -> Output:
         """An output file or directory; never a path outside the run's output directory."""
         self.store.get(run_id)
         root = self.run_dir(run_id).outputs.resolve()
         path = (root / relpath).resolve()
         if not str(path).startswith(str(root) + os.sep) or not (path.is_file() or path.is_dir()):
             raise NotFound(f"run {run_id!r} has no output {relpath!r}")
-        return path
+        if path.is_dir():
+            entries = [Entry(e.name, e.is_dir(), None if e.is_dir() else e.stat().st_size)
+                       for e in sorted(path.iterdir(), key=lambda e: e.name)]
+            return Listing(path.name, entries)
+        return file_content(path, "application/octet-stream")
 
     # ---- images -----------------------------------------------------------------------------
 
@@ -187,12 +204,12 @@ class LocalBackend(Backend):
 
     def _pulls(self) -> ImagePulls:
         if self._image_pulls is None:
-            self._image_pulls = ImagePulls(self.config.images_dir / "store.sqlite", self._image_service)
+            self._image_pulls = ImagePulls(self.config, self._image_service)
         return self._image_pulls
 
-    def pull_image(self, image: str, platform: Optional[str] = None,
+    def pull_image(self, image: Reference, platform: Optional[str] = None,
                    credentials: Optional[Dict[str, AuthConfig]] = None) -> str:
-        """Start a pull into the local runtime in a thread of this process."""
+        """Queue a pull into the local runtime; the scheduler starts it in a process of its own."""
         return self._pulls().submit(image, platform, credentials)
 
     def get_image_pull(self, pull_id: str) -> ImagePull:
@@ -219,3 +236,9 @@ def relative_outputs(outputs: Any, root: Path) -> Any:
         if path.startswith(prefix):
             result["location"] = OUTPUT_ROOT + path[len(prefix):]
     return result
+
+
+def file_content(path: Path, media_type: str) -> Content:
+    """A local file as `Content`: opened when served, its size and time taken now."""
+    stat = path.stat()
+    return Content(open=lambda: open(path, "rb"), size=stat.st_size, media_type=media_type, modified=stat.st_mtime)

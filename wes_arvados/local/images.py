@@ -24,12 +24,13 @@ from ..config import Config
 from ..download import DownloadError, download
 from ..images.errors import ImageError
 from ..images.policy import ImagePolicy
+from ..images.reference import parse_normalized_named
 from ..images.registry import AuthConfig, Credentials, RegistryOptions
 from ..images.registry.options import parse_mirrors
-from ..images.runtime import ContainerRuntime, detect_runtime
 from ..images.service import ImageService, ImageSettings
-from ..images.stores.local import LocalImageStore
 from .engine_options import EngineRequest
+from .image_store import LocalImageStore
+from .runtime import ContainerRuntime, detect_runtime
 
 if TYPE_CHECKING:
     from ..images.cwl import ImageNeed
@@ -117,7 +118,10 @@ def prepare_images(config: Config, run_root: Path, request: EngineRequest, log: 
     default_container = _option_value(request.options, "--default-container")
     if default_container is None and not _mentions_docker(run_root):
         return Preparation()  # no document of the run names an image: no need to load the workflow
-    from ..images.cwl import WorkflowLoadError, find_images  # here: cwltool takes a second to import
+    from ..images.cwl import (  # here: cwltool takes a second to import
+        WorkflowLoadError,
+        find_images,
+    )
 
     try:
         needs = find_images(request.workflow, default_container)
@@ -169,7 +173,7 @@ def _resolve_one(service: ImageService, runtime: ContainerRuntime, need: "ImageN
     try:
         if need.source == "pull":
             log(f"image {need.image}: resolving ({_who(need)})")
-            log(service.ensure(need.image, credentials).summary())
+            log(service.ensure(parse_normalized_named(need.image), credentials).summary())
         elif need.source == "load":
             log(f"image {what}: loading {need.location} ({_who(need)})")
             _load(runtime, need, run_root, service.settings.work_dir)

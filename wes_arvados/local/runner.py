@@ -31,7 +31,7 @@ from cwltool.utils import CWLObjectType, JobsGeneratorType, JobsType, OutputCall
 from cwltool.workflow import default_make_tool
 from ruamel.yaml.comments import CommentedMap
 
-from ..states import RUNNER_SOFTWARE_EXIT
+from ..wes.states import RUNNER_SOFTWARE_EXIT
 from .engine_options import RunnerError, cwltool_arguments, load_engine_request
 from .rundir import RunDir
 from .tasklog import TaskLogWriter, task_log_path
@@ -102,7 +102,7 @@ class JobRecorder:
                     runtime_context: RuntimeContext) -> JobsGeneratorType:
                 return self._instrumented_jobs(tool, original_job, job_order, output_callbacks, runtime_context)
 
-            tool.job = job  # type: ignore[method-assign]
+            tool.job = job  # type: ignore[method-assign,assignment]
         return tool
 
     def _instrumented_jobs(self, tool: Process, original_job: Callable[..., JobsGeneratorType],
@@ -178,13 +178,13 @@ class JobRecorder:
 
     @staticmethod
     def _observe(job: JobsType, outcome: _Outcome) -> None:
-        callback = job.output_callback
+        callback = getattr(job, "output_callback", None)  # a WorkflowJob reports through its steps
         if callback is not None:
             def output_callback(out: Optional[CWLObjectType], status: str) -> None:
                 outcome.status = status
                 callback(out, status)
 
-            job.output_callback = output_callback
+            job.output_callback = output_callback  # type: ignore[union-attr]
         if isinstance(job, JobBase):
             # Every way of running a tool (plain, Docker, Podman, Singularity, udocker,
             # job script) goes through _execute, but only some pass a monitor; so we
@@ -270,7 +270,7 @@ def execute_run(run: RunDir) -> int:
     writer = TaskLogWriter(run.root)
     recorder = JobRecorder(writer, run.root)
     loading_context = LoadingContext(vars(args))
-    loading_context.construct_tool_object = recorder.make_tool
+    loading_context.construct_tool_object = recorder.make_tool  # type: ignore[assignment]
     capture = OutputCapture(_stdout_target())
     try:
         # run(), not main(): it installs cwltool's SIGTERM handler, which kills the

@@ -11,14 +11,15 @@ import os
 import subprocess
 import sys
 import threading
-from datetime import datetime, timezone
 from typing import Dict, Optional
 
 from ..config import RESOLVED_ENV, Config
-from ..states import ACTIVE, RUNNER_SOFTWARE_EXIT, State
 from ..processes import alive, kill_engine, start_time
+from ..timestamps import age_seconds, utcnow
+from ..wes.states import ACTIVE, RUNNER_SOFTWARE_EXIT, State
+from .image_pulls import start_queued
 from .rundir import RunDir, read_json
-from .store import RunRow, RunStore, utcnow
+from .store import ImagePullRecords, RunRow, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +28,24 @@ CLAIM_TIMEOUT = 60.0
 
 
 def _age(timestamp: Optional[str]) -> float:
-    if not timestamp:
-        return float("inf")
-    then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-    return (datetime.now(timezone.utc) - then).total_seconds()
+    return age_seconds(timestamp) if timestamp else float("inf")
 
 
 class Scheduler:
     """The loop that turns QUEUED runs into supervised processes."""
 
+    name = "scheduler"
+
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.pulls = ImagePullRecords(config.images_dir / "store.sqlite")
         self.store = RunStore(config.database_path)
         self.children: Dict[str, subprocess.Popen] = {}
         self.stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Ask `run_forever` to return after its current pass."""
+        self.stopping.set()
 
     def reconcile(self) -> None:
         """Settle active runs whose supervisor no longer exists."""
@@ -79,11 +84,10 @@ class Scheduler:
         with self.store.transaction() as db:
             if self.store.active_count(db) >= self.config.max_concurrent_runs:
                 return None
-            row = db.execute("SELECT run_id FROM runs WHERE state = ? ORDER BY seq LIMIT 1", (State.QUEUED.value,)).fetchone()
-            if row is None:
-                return None
-            self.store.update(row["run_id"], db, state=State.INITIALIZING, claimed_time=utcnow())
-            return row["run_id"]
+            run_id = self.store.oldest_queued(db)
+            if run_id is not None:
+                self.store.update(run_id, db, state=State.INITIALIZING, claimed_time=utcnow())
+            return run_id
 
     def launch(self, run_id: str) -> None:
         """Start the supervisor of a claimed run in a session of its own."""
@@ -98,10 +102,12 @@ class Scheduler:
 
     def step(self) -> None:
         """One pass: reap finished supervisors, reconcile orphans, start what fits."""
-        for run_id, proc in list(self.children.items()):
+        for child, proc in list(self.children.items()):
             if proc.poll() is not None:
-                del self.children[run_id]
+                del self.children[child]
         self.reconcile()
+        # Pull processes are children too: polling them reaps them, so a dead one does not look alive.
+        self.children.update({f"pull {k}": v for k, v in start_queued(self.config, self.pulls).items()})
         while not self.stopping.is_set():
             run_id = self.claim()
             if run_id is None:

@@ -11,13 +11,14 @@ import binascii
 import json
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ContextManager, Dict, List, Optional, Sequence
 
 from ..errors import BadRequest, NotFound
-from ..sqlite import Database
-from ..states import ACTIVE, State
+from ..images.stores.base import StoredImage
+from ..timestamps import utcnow
+from ..wes.states import ACTIVE, State
+from .sqlite import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -51,10 +52,6 @@ CREATE TABLE IF NOT EXISTS system_logs (
 CREATE INDEX IF NOT EXISTS system_logs_run ON system_logs(run_id, id);
 """
 
-
-def utcnow() -> str:
-    """The current time as the ISO 8601 UTC string WES uses."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def encode_token(value: int) -> str:
@@ -144,14 +141,23 @@ class RunStore:
         rows = self._conn().execute("SELECT line FROM system_logs WHERE run_id = ? ORDER BY id", (run_id,))
         return [r["line"] for r in rows]
 
-    def log(self, run_id: str, line: str) -> None:
-        """Append a line to the run's system logs."""
-        with self.transaction() as db:
+    def log(self, run_id: str, line: str, db: Optional[sqlite3.Connection] = None) -> None:
+        """Append a timestamped line to the run's system logs (inside `db`'s transaction, if given)."""
+        if db is not None:
             db.execute("INSERT INTO system_logs (run_id, line) VALUES (?, ?)", (run_id, f"{utcnow()} {line}"))
+            return
+        with self.transaction() as tx:
+            self.log(run_id, line, tx)
+
+    def oldest_queued(self, db: sqlite3.Connection) -> Optional[str]:
+        """The id of the run that has waited longest in QUEUED, if any."""
+        row = db.execute("SELECT run_id FROM runs WHERE state = ? ORDER BY seq LIMIT 1", (State.QUEUED.value,)).fetchone()
+        return None if row is None else row["run_id"]
 
     def page(self, page_size: int, token: Optional[str], states: Sequence[State], tags: Dict[str, str]) -> tuple:
         """Runs newest first after the token's position; returns (rows, next token or "")."""
-        where, args = [], []
+        where: List[str] = []
+        args: List[Any] = []
         before = decode_token(token)
         if before is not None:
             where.append("seq < ?")
@@ -221,3 +227,97 @@ class RunStore:
         if r is None:
             raise NotFound(f"no run with id {run_id!r}")
         return State(r["state"])
+
+
+PULLS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS image_pulls (
+    id TEXT PRIMARY KEY,
+    image TEXT NOT NULL,
+    platform TEXT,
+    state TEXT NOT NULL,
+    submitted_time TEXT NOT NULL,
+    end_time TEXT,
+    image_id TEXT,
+    manifest_digest TEXT,
+    size INTEGER,
+    downloaded INTEGER,
+    cached INTEGER,
+    store TEXT,
+    error TEXT,
+    owner_pid INTEGER NOT NULL,
+    owner_started REAL,
+    claimed_time TEXT
+);
+"""
+
+
+class ImagePullRecords:
+    """The image pull service's records (``POST /images``): one row per pull, shared by every process."""
+
+    def __init__(self, database: Path) -> None:
+        self.db = Database(database, PULLS_SCHEMA)
+        columns = {row["name"] for row in self.db.conn().execute("PRAGMA table_info(image_pulls)")}
+        if "claimed_time" not in columns:  # a state directory from before pulls had processes of their own
+            self.db.conn().execute("ALTER TABLE image_pulls ADD COLUMN claimed_time TEXT")
+
+    def insert(self, **fields: Any) -> None:
+        """Record a new pull."""
+        self.db.conn().execute(f"INSERT INTO image_pulls ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
+                               list(fields.values()))
+
+    def update(self, pull_id: str, **fields: Any) -> None:
+        """Change some fields of a pull."""
+        sql = f"UPDATE image_pulls SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?"
+        self.db.conn().execute(sql, [*fields.values(), pull_id])
+
+    def claim_queued(self, now: str) -> Optional[str]:
+        """Mark the oldest queued pull that nobody claimed as claimed at `now`; return its id (None if none)."""
+        with self.db.transaction() as db:
+            row = db.execute("SELECT id FROM image_pulls WHERE state = ? AND claimed_time IS NULL "
+                             "ORDER BY submitted_time LIMIT 1", (State.QUEUED.value,)).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE image_pulls SET claimed_time = ? WHERE id = ?", (now, row["id"]))
+            return row["id"]
+
+    def get(self, pull_id: str) -> Optional[Dict[str, Any]]:
+        """A pull's row as a dict, or None."""
+        row = self.db.conn().execute("SELECT * FROM image_pulls WHERE id = ?", (pull_id,)).fetchone()
+        return None if row is None else {k: row[k] for k in row.keys()}
+
+
+STORED_IMAGES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS stored_images (
+    name TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL,
+    manifest_digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    platform TEXT,
+    stored_at TEXT NOT NULL
+);
+"""
+
+
+class StoredImageRecords:
+    """What the local image store was asked to keep, by name, for listings; shared by every process."""
+
+    def __init__(self, database: Path) -> None:
+        self.db = Database(database, STORED_IMAGES_SCHEMA)
+
+    def get(self, name: str) -> Optional[StoredImage]:
+        """The record of `name`, if any."""
+        row = self.db.conn().execute("SELECT * FROM stored_images WHERE name = ?", (name,)).fetchone()
+        return None if row is None else StoredImage(location=row["name"], **{k: row[k] for k in row.keys()})
+
+    def put(self, record: StoredImage) -> StoredImage:
+        """Record (or replace the record of) an image; return it."""
+        self.db.conn().execute(
+            "INSERT OR REPLACE INTO stored_images (name, image_id, manifest_digest, size, platform, stored_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (record.name, record.image_id, record.manifest_digest, record.size, record.platform, record.stored_at))
+        return record
+
+    def newest_first(self) -> List[StoredImage]:
+        """Every record, newest first."""
+        rows = self.db.conn().execute("SELECT * FROM stored_images ORDER BY stored_at DESC").fetchall()
+        return [StoredImage(location=r["name"], **{k: r[k] for k in r.keys()}) for r in rows]

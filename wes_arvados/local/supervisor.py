@@ -14,13 +14,19 @@ import time
 from typing import List, Optional
 
 from ..config import Config, load_config
-from ..states import IMAGES_UNAVAILABLE_EXIT, RUNNER_SOFTWARE_EXIT, State, state_from_engine_exit
-from .engine_options import cwltool_arguments, load_engine_request
-from . import handoff
-from .images import prepare_images
 from ..processes import kill_group, start_time
+from ..timestamps import utcnow
+from ..wes.states import (
+    IMAGES_UNAVAILABLE_EXIT,
+    RUNNER_SOFTWARE_EXIT,
+    State,
+    state_from_engine_exit,
+)
+from . import handoff
+from .engine_options import cwltool_arguments, load_engine_request
+from .images import prepare_images
 from .rundir import RunDir, write_json
-from .store import RunStore, utcnow
+from .store import RunStore
 
 RUNNER = [sys.executable, "-m", "wes_arvados.local.runner"]
 

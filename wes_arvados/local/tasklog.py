@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from .store import utcnow
+from ..timestamps import utcnow
 
 TASKS_FILE = "tasks.jsonl"
 TASKS_DIR = "tasks"

@@ -13,8 +13,8 @@ from connexion.validators import (
     ParameterValidator,
 )
 
-from ..backend import make_backend
 from ..config import Config, load_config
+from ..wes.backend import make_backend
 from . import auth, errors
 
 BASE_PATH = "/ga4gh/wes/v1"

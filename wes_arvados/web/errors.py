@@ -10,6 +10,9 @@ from connexion.lifecycle import ConnexionResponse
 from starlette.exceptions import HTTPException
 
 from ..errors import WesError
+from ..images.compression import CorruptLayer
+from ..images.errors import DigestMismatch, ImageError, RegistryError
+from ..images.policy import ImageDenied
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,22 @@ def error_response(status_code: int, msg: str) -> ConnexionResponse:
 def wes_error(_request, exc: WesError) -> ConnexionResponse:
     """Our own errors carry their status and a message safe to show."""
     return error_response(exc.status_code, exc.msg)
+
+
+# The image library knows no HTTP: whose fault each of its errors is, as a status. First match wins.
+IMAGE_STATUSES = ((ImageDenied, 403), (RegistryError, 502), (DigestMismatch, 502), (CorruptLayer, 502))
+
+
+def image_status(exc: ImageError) -> int:
+    """The HTTP status of an image error: the registry's failures 502, the operator's policy 403, else 400."""
+    if isinstance(exc, WesError):  # a server-side error that is also about an image
+        return exc.status_code
+    return next((status for kind, status in IMAGE_STATUSES if isinstance(exc, kind)), 400)
+
+
+def image_error(_request, exc: ImageError) -> ConnexionResponse:
+    """An image that could not be had: the message is the library's, the status says whose fault."""
+    return error_response(image_status(exc), exc.msg)
 
 
 def problem(_request, exc: ProblemException) -> ConnexionResponse:
@@ -54,6 +73,7 @@ def unexpected(_request, exc: Exception) -> ConnexionResponse:
 def install(app) -> None:
     """Register the handlers on a connexion app."""
     app.add_error_handler(WesError, wes_error)
+    app.add_error_handler(ImageError, image_error)
     app.add_error_handler(ProblemException, problem)
     app.add_error_handler(HTTPException, http_error)
     app.add_error_handler(Exception, unexpected)

@@ -5,21 +5,25 @@ Connexion routes each operationId of openapi/wes.yaml to the function of the sam
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Dict, List, Optional, Tuple
 
 import flask
+from werkzeug.wrappers import Response
 
-from ..backend.base import Backend
 from ..config import Config
 from ..errors import BadRequest
+from ..images.reference import parse_normalized_named
 from ..images.registry import AuthConfig
 from ..images.registry.credentials import REGISTRY_AUTH_HEADER, parse_registry_auth
-from ..service_info import service_info
-from ..states import State
-from ..submission import Attachment, check_engine, parse_submission
+from ..wes.backend import Backend
+from ..wes.models import Listing
+from ..wes.service_info import service_info
+from ..wes.states import State
+from ..wes.submission import Attachment, check_engine, parse_submission
 from . import shape
 from .app import EXTENSION_KEY
-from .fetch import fetch_url
+from .workflow_url import download_workflow_url
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -91,8 +95,8 @@ def run_workflow(*_args: Any, **_kwargs: Any) -> Dict[str, str]:
     form, attachments = _form()
     check_engine(form.get("workflow_engine"), form.get("workflow_engine_version"), backend.engine_versions())
     submission = parse_submission(
-        form, attachments, backend.staging_dir(), config.allowed_dirs,
-        lambda url, dest: fetch_url(url, dest, config.fetch_max_bytes, config.fetch_timeout),
+        form, attachments, config.staging_dir / uuid.uuid4().hex, config.allowed_dirs,
+        lambda url, dest: download_workflow_url(url, dest, config.fetch_max_bytes, config.fetch_timeout),
     )
     try:
         run_id = backend.submit(submission, credentials)
@@ -134,31 +138,32 @@ def get_task(run_id: str, task_id: str) -> Dict[str, Any]:
     return shape.task_log(run_id, backend.get_task(run_id, task_id), shape.base_url())
 
 
-def get_run_log_stream(run_id: str, stream: str) -> flask.Response:
+def get_run_log_stream(run_id: str, stream: str) -> Response:
     """The engine's stdout or stderr (extension)."""
     backend, _ = _context()
-    return flask.send_file(backend.log_file(run_id, stream), mimetype="text/plain", conditional=True)
+    return shape.content_response(backend.log(run_id, stream))
 
 
-def get_task_log_stream(run_id: str, task_id: str, stream: str) -> flask.Response:
+def get_task_log_stream(run_id: str, task_id: str, stream: str) -> Response:
     """A task's stdout or stderr (extension)."""
     backend, _ = _context()
-    return flask.send_file(backend.log_file(run_id, stream, task_id), mimetype="text/plain", conditional=True)
+    return shape.content_response(backend.log(run_id, stream, task_id))
 
 
 def get_output_file(run_id: str, path: str) -> Any:
     """One output file of a run, or the listing of an output directory (extension)."""
     backend, _ = _context()
-    local = backend.output_file(run_id, path)
-    if local.is_dir():
-        return flask.jsonify(shape.directory_listing(run_id, path, local, shape.base_url()))
-    return flask.send_file(local, mimetype="application/octet-stream", conditional=True)
+    output = backend.output(run_id, path)
+    if isinstance(output, Listing):
+        return flask.jsonify(shape.directory_listing(run_id, path, output, shape.base_url()))
+    return shape.content_response(output)
 
 
 def pull_image(body: Dict[str, Any]) -> Tuple[Dict[str, str], int]:
     """PullImage: check the image and start importing it; 202 with the pull's id."""
     backend, _ = _context()
-    pull_id = backend.pull_image(body["image"], body.get("platform") or None, _registry_credentials())
+    image = parse_normalized_named(body["image"])
+    pull_id = backend.pull_image(image, body.get("platform") or None, _registry_credentials())
     return {"pull_id": pull_id}, 202
 
 

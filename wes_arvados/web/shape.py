@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from datetime import datetime, timezone
 from typing import Any, Dict
 from urllib.parse import quote
 
 import flask
+from werkzeug.wrappers import Response
+from werkzeug.wsgi import wrap_file
 
-from ..models import OUTPUT_ROOT, RunRecord, TaskRecord
+from ..wes.models import OUTPUT_ROOT, Content, Listing, RunRecord, TaskRecord
 from .app import BASE_PATH, EXTENSION_KEY
 
 
@@ -30,17 +32,31 @@ def _output_urls(value: Any, prefix: str) -> Any:
     return result
 
 
-def directory_listing(run_id: str, relpath: str, path: Path, base: str) -> Dict[str, Any]:
+def directory_listing(run_id: str, relpath: str, listing: Listing, base: str) -> Dict[str, Any]:
     """What an output directory's URL answers: a CWL Directory whose entries are URLs."""
     prefix = f"{base}/runs/{run_id}/outputs/{quote(relpath.rstrip('/'))}/"
-    listing = []
-    for entry in sorted(path.iterdir(), key=lambda p: p.name):
-        item: Dict[str, Any] = {"class": "Directory" if entry.is_dir() else "File", "basename": entry.name,
+    entries = []
+    for entry in listing.entries:
+        item: Dict[str, Any] = {"class": "Directory" if entry.is_dir else "File", "basename": entry.name,
                                 "location": prefix + quote(entry.name)}
-        if entry.is_file():
-            item["size"] = entry.stat().st_size
-        listing.append(item)
-    return {"class": "Directory", "basename": path.name, "location": prefix.rstrip("/"), "listing": listing}
+        if entry.size is not None:
+            item["size"] = entry.size
+        entries.append(item)
+    return {"class": "Directory", "basename": listing.name, "location": prefix.rstrip("/"), "listing": entries}
+
+
+def content_response(content: Content) -> Response:
+    """A backend's file as an HTTP answer: streamed with ranges and conditional requests, or a redirect."""
+    if content.redirect or content.open is None:
+        return flask.redirect(content.redirect or "", code=302)
+    response = flask.Response(wrap_file(flask.request.environ, content.open()), mimetype=content.media_type,
+                              direct_passthrough=True)
+    if content.size is not None:
+        response.content_length = content.size
+    if content.modified is not None:
+        response.last_modified = datetime.fromtimestamp(int(content.modified), timezone.utc)
+    response.cache_control.no_cache = True
+    return response.make_conditional(flask.request.environ, accept_ranges=True, complete_length=content.size)
 
 
 def run_log(run: RunRecord, base: str) -> Dict[str, Any]:

@@ -1,9 +1,8 @@
 """Talking to an OCI distribution registry: one small module per concern.
 
 ``client.Repository`` is the facade; ``scheme`` picks http or https, ``session`` is
-the one HTTP session (connections pooled per origin, proxies, CA bundle), ``http1``
-one HTTP/1.1 connection (the standard library's sockets only, so that ``pull``
-starts fast), ``challenge`` reads WWW-Authenticate, ``auth``
+the registry's face of ``wes_arvados.http`` (urllib3: connections pooled per origin,
+proxies, CA bundle), ``challenge`` reads WWW-Authenticate, ``auth``
 chooses the Authorization per endpoint, ``basic`` and ``bearer`` authenticate, ``retry`` retries,
 ``resumable`` resumes broken blob downloads, ``mirror`` orders endpoints,
 ``credentials`` reads Docker's config.json, ``errors`` turns failures into

@@ -82,7 +82,7 @@ class Authenticator:
         sent = response.request_headers.get("Authorization", "")
         sent_scheme = sent.split(" ", 1)[0].lower()
         # Several WWW-Authenticate fields are one list of challenges (RFC 9110 5.3, 11.6.1).
-        challenges = parse_challenges(", ".join(response.headers.get_all("WWW-Authenticate")))
+        challenges = parse_challenges(", ".join(response.headers.getlist("WWW-Authenticate")))
         bearer, basic = find(challenges, "bearer"), find(challenges, "basic")
         auth = self.credentials(endpoint)
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ MIN_EXPIRY = 60
 # Renew this long before expiry, so a token does not lapse in flight.
 MARGIN = 5
 CLIENT_ID = "wes-arvados"
+# The largest token answer read: a token is a few kB.
+MAX_TOKEN_ANSWER = 1 << 20
 # Answers of token endpoints without the OAuth2 POST form (GCR 404, ACR 400, Artifactory 401,
 # others 405): ask again with GET and the identity token as a Basic password, as containerd does.
 NO_OAUTH_POST = frozenset({400, 401, 404, 405})
@@ -97,7 +100,7 @@ def fetch_token(session: Session, challenge: Challenge, scope: str, auth: AuthCo
     if response.status_code != 200:
         raise_for_response(response, image, registry, what)
     try:
-        body = response.json()
+        body = json.loads(response.read_capped(MAX_TOKEN_ANSWER, "the token answer"))
     except TransportError as exc:
         raise_for_connection(exc, image, registry, what)
     except ValueError:

@@ -17,11 +17,13 @@ from .mirror import Endpoint, endpoints
 from .options import RegistryOptions
 from .resumable import BlobStream
 from .retry import RETRY_EXCEPTIONS, RETRY_STATUSES, with_retries
-from .session import Response, Session, make_session
+from .session import Response, Session, TransportError, make_session
 
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 10
+# The largest manifest read, as distribution enforces on push.
+MAX_MANIFEST = 4 << 20
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
@@ -177,7 +179,11 @@ class Repository:
         response = self.request("GET", f"/v2/{self.reference.repository}/manifests/{identifier}",
                                 f"manifest {identifier}", headers={"Accept": ", ".join(ACCEPT)})
         served_by = _netloc(response.url)
-        return (response.content, response.headers.get("Content-Type", "").split(";")[0].strip(),
+        try:
+            raw = response.read_capped(MAX_MANIFEST, "the manifest")
+        except TransportError as exc:
+            raise_for_connection(exc, self.image, served_by, f"manifest {identifier}")
+        return (raw, response.headers.get("Content-Type", "").split(";")[0].strip(),
                 response.headers.get("Docker-Content-Digest"), served_by)
 
     def get_manifest_verified(self, identifier: str, expected_digest: Optional[str] = None

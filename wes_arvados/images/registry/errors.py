@@ -6,13 +6,18 @@ import json
 from typing import NoReturn
 
 from ..errors import AuthError, NotFoundError, RegistryError, TooManyRequests
-from .session import Response, TransportError
+from .session import BodyTooLarge, Response, TransportError
+
+# The largest error body read: what a registry says fits in far less.
+MAX_ERROR_BODY = 1 << 20
 
 
 def registry_message(response: Response) -> str:
     """What the registry said: its JSON `errors` list, else a short text body, else the reason."""
     try:
-        body = response.content[:4096]
+        body = response.read_capped(MAX_ERROR_BODY, "the error body")[:4096]
+    except BodyTooLarge as exc:
+        return f"{response.reason or 'no reason given'} ({exc})"
     except TransportError:
         body = b""
     try:
@@ -44,4 +49,6 @@ def raise_for_response(response: Response, image: str, registry: str, what: str)
 
 def raise_for_connection(exc: Exception, image: str, registry: str, what: str) -> NoReturn:
     """Raise a `RegistryError` for a registry that could not be reached or broke off."""
-    raise RegistryError(image, registry, None, f"{what}: {type(exc).__name__}: {exc}") from exc
+    # A transport error's message is written to be read; another's type says what it is.
+    reason = str(exc) if isinstance(exc, TransportError) else f"{type(exc).__name__}: {exc}"
+    raise RegistryError(image, registry, None, f"{what}: {reason}") from exc

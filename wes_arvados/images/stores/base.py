@@ -20,7 +20,9 @@ class StoredImage:
     size: int  # of the docker-save archive
     platform: Optional[str]
     stored_at: str
-    location: str  # where the store keeps it: the runtime's name for it, a Keep collection…
+    location: str  # where the store keeps it: the runtime's name for it, a Keep collection's uuid
+    # In Keep: the collection's portable data hash, what a workflow pins the image by.
+    portable_data_hash: Optional[str] = None
 
     def to_json(self) -> Dict[str, Any]:
         """As a JSON-able dict."""

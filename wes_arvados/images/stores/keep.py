@@ -37,21 +37,23 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
 
+from ...timestamps import utcnow
 from ..archive import (
     LayerPart,
     LayerRef,
     Metadata,
     Part,
     RefPart,
+    StreamPart,
     iter_archive,
     padding,
     tar_header,
 )
 from ..errors import ImageError
 from ..manifest import config_platform, diff_ids
+from ..strategy import IntoStore
 from .base import ImageStore, StoredImage
 
 if TYPE_CHECKING:
@@ -205,6 +207,7 @@ class KeepArchiveWriter:
                 elif isinstance(part, LayerPart):
                     self._add_layer(_Layer(part.digest, part.name), part.chunks(self.block_size))
                 else:
+                    assert isinstance(part, StreamPart), part  # a Keep upload is never delivered into a file
                     layer = _Layer(part.digest, part.name)
                     self.segments.append(_Header(layer))
                     self._add_layer(layer, part.chunks)
@@ -251,9 +254,6 @@ class KeepArchiveWriter:
         return KeepArchive(locators, size, layers)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
 
 class KeepImageStore(ImageStore):
     """Images in Keep with arv-keepdocker's collections and links, for an Arvados API client."""
@@ -294,8 +294,9 @@ class KeepImageStore(ImageStore):
         size = int(collection["manifest_text"].split()[-1].split(":")[1])  # our one file: "0:SIZE:name"
         properties = collection.get("properties") or {}
         return StoredImage(name=name, image_id=image_id, manifest_digest=properties.get(MANIFEST_PROPERTY, ""),
-                           size=size, platform=None, stored_at=collection.get("created_at") or _now(),
-                           location=f"{collection['uuid']} ({collection['portable_data_hash']})")
+                           size=size, platform=None, stored_at=collection.get("created_at") or utcnow(),
+                           location=collection["uuid"],
+                           portable_data_hash=collection["portable_data_hash"])
 
     # ---- the store --------------------------------------------------------------------------
 
@@ -349,7 +350,7 @@ class KeepImageStore(ImageStore):
         image_id = image.resolved.manifest.config.digest
         held = self.held_layers(diff_ids(config))
         writer = KeepArchiveWriter(lambda data: self.keep.put(data), self.jobs)
-        written = writer.write(iter_archive(image.archive(held=held)))
+        written = writer.write(iter_archive(image.archive(IntoStore(held=held))))
         repo, tag = split_repo_tag(name)
         filename = f"{image_id}.tar"
         properties = {REPO_TAG_PROPERTY: f"{repo}:{tag}", MANIFEST_PROPERTY: image.resolved.manifest.digest,

@@ -1,0 +1,130 @@
+"""Any server process answers for any run, and a killed server loses nothing."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sqlite3
+import time
+from pathlib import Path
+
+import psutil
+
+from ..wes import DATA, WesClient, WesServer
+
+WF = Path(__file__).resolve().parent / "data"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _wait_port_free(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while not _port_free(port):  # the web workers die with the server
+        assert time.monotonic() < deadline, "web workers outlived the killed server"
+        time.sleep(0.2)
+
+
+def test_a_run_submitted_through_one_server_is_read_and_canceled_through_another(tmp_path: Path):
+    state = tmp_path / "state"
+    first = WesServer(state, workers=2).start()
+    second = WesServer(state, workers=2).start()
+    try:
+        a, b = WesClient(first.url), WesClient(second.url)
+        run_id = a.run(WF / "sleep.cwl")
+        b.wait(run_id, timeout=60, states=["RUNNING"])
+        assert b.log(run_id)["request"]["workflow_url"] == "sleep.cwl"
+        assert [r["run_id"] for r in b.get("/runs").json()["runs"]] == [run_id]
+        assert b.http.post(f"{b.url}/runs/{run_id}/cancel").status_code == 200
+        assert a.wait(run_id)["state"] == "CANCELED"
+        # Both schedulers watch the same queue: a run starts exactly once.
+        ids = [a.run(DATA / "hello.cwl", {"name": str(i)}) for i in range(4)]
+        for run_id in ids:
+            log = b.wait(run_id)
+            assert log["state"] == "COMPLETE"
+            assert sum("supervisor started" in line for line in log["system_logs"]) == 1
+    finally:
+        for srv in (first, second):
+            srv.stop()
+            srv.kill_runs()
+
+
+def test_every_web_worker_answers_for_every_run(tmp_path: Path):
+    server = WesServer(tmp_path / "state", workers=2).start()
+    try:
+        client = WesClient(server.url)
+        ids = [client.run(DATA / "hello.cwl", {"name": str(i)}) for i in range(3)]
+        for _ in range(20):  # fresh connections land on either worker
+            for run_id in ids:
+                fresh = WesClient(server.url)
+                assert fresh.get(f"/runs/{run_id}/status").status_code == 200
+    finally:
+        server.stop()
+        server.kill_runs()
+
+
+def test_sigkill_of_the_server_loses_no_run(tmp_path: Path):
+    state = tmp_path / "state"
+    server = WesServer(state, max_concurrent_runs=1).start()
+    client = WesClient(server.url)
+    done = client.run(DATA / "hello.cwl", {"name": "done"})
+    client.wait(done)
+    napping = client.run(DATA / "nap.cwl", {"seconds": 8})
+    queued = client.run(DATA / "hello.cwl", {"name": "queued"})
+    client.wait(napping, timeout=60, states=["RUNNING"])
+    assert client.status(queued) == "QUEUED"
+
+    server.stop(signal.SIGKILL)
+    _wait_port_free(server.port)
+
+    restarted = WesServer(state, port=server.port, max_concurrent_runs=1).start()
+    try:
+        client = WesClient(restarted.url)
+        assert client.status(done) == "COMPLETE"
+        # The run kept going under its supervisor and finishes normally.
+        log = client.wait(napping, timeout=120)
+        assert log["state"] == "COMPLETE", log
+        assert client.get(log["outputs"]["rested"]["location"].replace(client.url, "")).content == b"rested\n"
+        assert client.wait(queued, timeout=120)["state"] == "COMPLETE"
+    finally:
+        restarted.stop()
+        restarted.kill_runs()
+
+
+def test_a_run_whose_supervisor_died_with_the_machine_is_system_error_with_a_reason(tmp_path: Path):
+    state = tmp_path / "state"
+    server = WesServer(state, max_concurrent_runs=1).start()
+    client = WesClient(server.url)
+    napping = client.run(DATA / "nap.cwl", {"seconds": 60})
+    queued = client.run(DATA / "hello.cwl", {"name": "after"})
+    client.wait(napping, timeout=60, states=["RUNNING"])
+    server.stop(signal.SIGKILL)
+    server.kill_runs()  # as if the machine went down: supervisor and engine are gone
+    _wait_port_free(server.port)
+
+    restarted = WesServer(state, port=server.port, max_concurrent_runs=1).start()
+    try:
+        client = WesClient(restarted.url)
+        log = client.wait(napping, timeout=60)
+        assert log["state"] == "SYSTEM_ERROR"
+        assert any("disappeared" in line for line in log["system_logs"]), log["system_logs"]
+        assert log["run_log"]["end_time"]
+        assert client.wait(queued, timeout=120)["state"] == "COMPLETE"
+        with sqlite3.connect(str(state / "wes.sqlite")) as db:
+            states = dict(db.execute("SELECT run_id, state FROM runs"))
+        assert states == {napping: "SYSTEM_ERROR", queued: "COMPLETE"}
+    finally:
+        restarted.stop()
+        restarted.kill_runs()
+
+
+def test_sigterm_stops_the_server_cleanly(tmp_path: Path):
+    server = WesServer(tmp_path / "state").start()
+    children = psutil.Process(server.proc.pid).children(recursive=True)
+    assert children, "the server has no web workers"
+    assert server.stop(signal.SIGTERM) == 0
+    gone, alive = psutil.wait_procs(children, timeout=20)
+    assert not alive, f"left running: {[p.pid for p in alive]}"
+    assert _port_free(server.port)

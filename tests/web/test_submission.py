@@ -1,0 +1,136 @@
+"""RunWorkflow request checks, before anything reaches a backend."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from wes_arvados.errors import BadRequest
+from wes_arvados.wes.submission import (
+    Attachment,
+    check_attachment_name,
+    parse_submission,
+    resolve_locations,
+)
+
+WORKFLOW = b"cwlVersion: v1.2\nclass: CommandLineTool\nbaseCommand: echo\ninputs: []\noutputs: []\n"
+
+
+def _form(**kw):
+    form = {"workflow_type": "CWL", "workflow_type_version": "v1.2", "workflow_url": "wf.cwl", "workflow_params": "{}"}
+    form.update(kw)
+    return {k: v for k, v in form.items() if v is not None}
+
+
+def _submit(tmp_path: Path, form, names=("wf.cwl",), content=WORKFLOW, allowed=()):
+    attachments = [Attachment(n, io.BytesIO(content)) for n in names]
+    return parse_submission(form, attachments, tmp_path / "stage", list(allowed), lambda url, dest: None)
+
+
+@pytest.mark.parametrize("name", ["../x.cwl", "a/../../x", "/etc/passwd", "a\x00b", "a\\b", "", "..", "./..", "_workflow_url/x"])
+def test_dangerous_attachment_names_are_refused(name):
+    with pytest.raises(BadRequest):
+        check_attachment_name(name)
+
+
+def test_attachment_names_are_normalized():
+    assert check_attachment_name("./a//b/c.cwl") == "a/b/c.cwl"
+
+
+def test_refused_attachment_writes_nothing(tmp_path):
+    with pytest.raises(BadRequest, match="leaves the run directory"):
+        _submit(tmp_path, _form(), names=("wf.cwl", "sub/../../evil"))
+    assert not (tmp_path / "stage").exists()
+    assert not (tmp_path / "evil").exists()
+
+
+def test_subdirectories_are_kept(tmp_path):
+    sub = _submit(tmp_path, _form(workflow_url="tools/wf.cwl"), names=("tools/wf.cwl", "data/in.txt"))
+    assert (sub.staging_dir / "tools" / "wf.cwl").read_bytes() == WORKFLOW
+    assert (sub.staging_dir / "data" / "in.txt").exists()
+    assert sub.workflow == "tools/wf.cwl"
+
+
+def test_fragment_is_kept(tmp_path):
+    sub = _submit(tmp_path, _form(workflow_url="wf.cwl#main"))
+    assert sub.workflow == "wf.cwl#main"
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("workflow_params", "{not json", "workflow_params is not valid JSON"),
+    ("workflow_params", "[1, 2]", "workflow_params must be a JSON object"),
+    ("tags", '{"a": 1}', "tags must map strings to strings"),
+    ("tags", "nope", "tags is not valid JSON"),
+    ("workflow_engine_parameters", '"x"', "workflow_engine_parameters must be a JSON object"),
+    ("workflow_type", "WDL", "workflow_type 'WDL' is not supported"),
+    ("workflow_type", None, "workflow_type is required"),
+    ("workflow_type_version", "v9.9", "workflow_type_version 'v9.9' is not supported"),
+    ("workflow_type_version", "v1.0", "does not match the document's cwlVersion 'v1.2'"),
+    ("workflow_url", None, "workflow_url is required"),
+    ("workflow_url", "other.cwl", "not among the workflow_attachment files"),
+    ("workflow_url", "file:///etc/passwd", "names a file on the server"),
+    ("workflow_url", "/etc/passwd", "names a file on the server"),
+    ("workflow_url", "ftp://example.org/x.cwl", "scheme 'ftp' is not supported"),
+])
+def test_bad_fields_are_refused_with_a_precise_message(tmp_path, field, value, message):
+    with pytest.raises(BadRequest, match=message.replace("(", r"\(").replace(")", r"\)")):
+        _submit(tmp_path, _form(**{field: value}))
+    assert not (tmp_path / "stage").exists()
+
+
+def test_workflow_type_is_case_insensitive_and_echoed_as_sent(tmp_path):
+    sub = _submit(tmp_path, _form(workflow_type="cwl"))
+    assert sub.request.workflow_type == "cwl"
+
+
+def test_document_without_cwl_version_is_refused(tmp_path):
+    with pytest.raises(BadRequest, match="has no cwlVersion"):
+        _submit(tmp_path, _form(), content=b"class: Workflow\n")
+
+
+def test_allowed_directory_permits_server_workflow(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "wf.cwl").write_bytes(WORKFLOW)
+    sub = _submit(tmp_path, _form(workflow_url=(shared / "wf.cwl").as_uri()), names=(), allowed=[str(shared)])
+    assert (sub.staging_dir / sub.workflow).read_bytes() == WORKFLOW
+
+
+def test_relative_input_locations_resolve_against_attachments(tmp_path):
+    params = {"a": {"class": "File", "location": "data/in.txt"}, "b": [{"class": "Directory", "path": "d"}]}
+    resolved = resolve_locations(json.loads(json.dumps(params)), tmp_path, [])
+    assert resolved["a"]["location"] == (tmp_path / "data" / "in.txt").as_uri()
+    assert resolved["b"][0]["path"] == str(tmp_path / "d")
+
+
+@pytest.mark.parametrize("location", ["../secret", "file:///etc/passwd", "/etc/passwd", "a/../../b"])
+def test_input_locations_outside_attachments_are_refused(tmp_path, location):
+    with pytest.raises(BadRequest, match="outside the attachments"):
+        resolve_locations({"a": {"class": "File", "location": location}}, tmp_path, [])
+
+
+def test_remote_input_locations_are_left_to_the_engine(tmp_path):
+    params = {"a": {"class": "File", "location": "https://example.org/x.txt"}}
+    assert resolve_locations(params, tmp_path, [])["a"]["location"] == "https://example.org/x.txt"
+
+
+def test_a_name_sent_twice_with_the_same_bytes_is_accepted(tmp_path):
+    sub = _submit(tmp_path, _form(), names=("wf.cwl", "wf.cwl"))
+    assert (sub.staging_dir / "wf.cwl").read_bytes() == WORKFLOW
+    assert sorted(p.name for p in sub.staging_dir.iterdir()) == ["wf.cwl"]
+
+
+def test_a_name_sent_twice_with_different_bytes_is_refused(tmp_path):
+    attachments = [Attachment("wf.cwl", io.BytesIO(WORKFLOW)), Attachment("wf.cwl", io.BytesIO(b"other"))]
+    with pytest.raises(BadRequest, match="sent twice with different contents"):
+        parse_submission(_form(), attachments, tmp_path / "stage", [], lambda url, dest: None)
+    assert not (tmp_path / "stage").exists()
+
+
+def test_a_name_that_is_both_file_and_directory_is_refused(tmp_path):
+    with pytest.raises(BadRequest, match="both a file and a directory"):
+        _submit(tmp_path, _form(), names=("wf.cwl", "data", "data/x.txt"))
+    assert not (tmp_path / "stage").exists()

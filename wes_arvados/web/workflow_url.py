@@ -1,0 +1,16 @@
+"""Downloading an http(s) workflow_url with the server's size and time limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..download import DownloadError, download
+from ..errors import BadRequest
+
+
+def download_workflow_url(url: str, dest: Path, max_bytes: int, timeout: float) -> None:
+    """Save `url` to `dest`; `BadRequest` if it fails, is too large or too slow."""
+    try:
+        download(url, dest, max_bytes, timeout, f"workflow_url {url!r}")
+    except DownloadError as exc:
+        raise BadRequest(str(exc)) from exc

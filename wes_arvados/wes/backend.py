@@ -1,0 +1,122 @@
+"""The one interface between the web layer and a workflow system."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Dict, List, Optional, Protocol, Sequence, Tuple
+
+from ..config import Config
+from ..images.reference import Reference
+from ..images.registry import AuthConfig
+from ..images.stores.base import StoredImage
+from .models import Content, ImagePull, Output, Page, RunRecord, TaskRecord
+from .states import State
+from .submission import Submission
+
+
+class BackgroundWork(Protocol):
+    """Work a backend needs done beside the web workers while the server runs (a scheduler, a reconciler)."""
+
+    name: str
+
+    def run_forever(self) -> None:
+        """Work until `stop` is called."""
+
+    def stop(self) -> None:
+        """Ask `run_forever` to return soon."""
+
+
+class Backend(ABC):
+    """What a workflow system must provide to be served over WES.
+
+    Implementations keep no run only in memory: any process holding a backend
+    built from the same configuration can answer for any run.
+    """
+
+    def background_work(self) -> Sequence[BackgroundWork]:
+        """What `serve` runs beside the web workers for this backend (none by default)."""
+        return ()
+
+    @abstractmethod
+    def engine_versions(self) -> Dict[str, List[str]]:
+        """Engine name to the versions it runs, for service-info."""
+
+    @abstractmethod
+    def default_engine_parameters(self) -> List[dict]:
+        """The `DefaultWorkflowEngineParameter` objects for service-info."""
+
+    @abstractmethod
+    def filesystem_protocols(self) -> List[str]:
+        """URL schemes accepted for input locations."""
+
+    @abstractmethod
+    def state_counts(self) -> Dict[str, int]:
+        """Number of runs in each state."""
+
+    @abstractmethod
+    def submit(self, submission: Submission, credentials: Optional[Dict[str, AuthConfig]] = None) -> str:
+        """Take ownership of a validated submission and queue it; return its run id.
+
+        `credentials` (registry → AuthConfig, from ``X-Registry-Auth``) are for
+        this run's images only: kept in memory, never stored.
+        """
+
+    @abstractmethod
+    def list_runs(
+        self,
+        page_size: int,
+        page_token: Optional[str],
+        states: Sequence[State] = (),
+        tags: Optional[Dict[str, str]] = None,
+    ) -> Page:
+        """Runs newest first, filtered by state and tags, as a page of `RunSummary`."""
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunRecord:
+        """The full record of a run; `NotFound` if there is none."""
+
+    @abstractmethod
+    def get_state(self, run_id: str) -> State:
+        """The current state of a run; `NotFound` if there is none."""
+
+    @abstractmethod
+    def list_tasks(self, run_id: str, page_size: int, page_token: Optional[str]) -> Page:
+        """The run's tasks in start order, as a page of `TaskRecord`."""
+
+    @abstractmethod
+    def get_task(self, run_id: str, task_id: str) -> TaskRecord:
+        """One task of a run; `NotFound` if there is none."""
+
+    @abstractmethod
+    def cancel(self, run_id: str) -> None:
+        """Ask for a run to stop; it moves to CANCELING, then CANCELED."""
+
+    @abstractmethod
+    def log(self, run_id: str, stream: str, task_id: Optional[str] = None) -> Content:
+        """A run's (or a task's) stdout or stderr; `NotFound` if there is none (yet)."""
+
+    @abstractmethod
+    def output(self, run_id: str, relpath: str) -> Output:
+        """One of the run's output files, or the listing of an output directory; `NotFound` outside the outputs."""
+
+    @abstractmethod
+    def pull_image(self, image: Reference, platform: Optional[str] = None,
+                   credentials: Optional[Dict[str, AuthConfig]] = None) -> str:
+        """Start importing `image` into the image store (policy checked at once); return the pull's id."""
+
+    @abstractmethod
+    def get_image_pull(self, pull_id: str) -> ImagePull:
+        """An image pull's state and result; `NotFound` if there is none."""
+
+    @abstractmethod
+    def list_images(self) -> Tuple[str, List[StoredImage]]:
+        """The image store's kind and the images it holds, newest first."""
+
+
+def make_backend(config: Config) -> Backend:
+    """Build the backend the configuration names."""
+    if config.backend == "local":
+        from ..local.backend import LocalBackend
+
+        return LocalBackend(config)
+    raise ValueError(f"unknown backend {config.backend!r}")  # Config.validate prevents this

@@ -1,0 +1,55 @@
+"""Input locations of a run: relative ones resolved against the staged attachments, escapes refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List
+from urllib.parse import unquote, urlparse
+
+from ..errors import BadRequest
+
+
+def inside(path: Path, roots: Iterable[str]) -> bool:
+    """Whether `path` (symlinks resolved) is one of `roots` or below one."""
+    resolved = str(path.resolve())
+    return any(resolved == r or resolved.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def _map_file_objects(obj: Any, fn: Callable[[Dict[str, Any]], None]) -> None:
+    """Call `fn` on every CWL File/Directory object inside an input object."""
+    if isinstance(obj, dict):
+        if obj.get("class") in ("File", "Directory"):
+            fn(obj)
+        for value in obj.values():
+            _map_file_objects(value, fn)
+    elif isinstance(obj, list):
+        for value in obj:
+            _map_file_objects(value, fn)
+
+
+def resolve_locations(params: Dict[str, Any], base: Path, allowed_dirs: List[str], check_only: bool = False) -> Dict[str, Any]:
+    """Make relative input locations absolute file:// URIs below `base`; refuse escapes.
+
+    Relative `location`/`path` values resolve against the attachments; server
+    paths are refused unless an operator allowed their directory; other URL
+    schemes (http, https, …) are left for the engine.
+    """
+    roots = [str(base.resolve())] + list(allowed_dirs)
+
+    def fix(obj: Dict[str, Any]) -> None:
+        for key in ("location", "path"):
+            value = obj.get(key)
+            if not isinstance(value, str):
+                continue
+            parsed = urlparse(value)
+            if parsed.scheme and parsed.scheme != "file" and len(parsed.scheme) > 1:
+                continue
+            raw = unquote(parsed.path) if parsed.scheme == "file" else value
+            target = Path(raw) if raw.startswith("/") else base / raw
+            if not inside(target, roots):
+                raise BadRequest(f"input {key} {value!r} is outside the attachments and not in an allowed directory")
+            if not check_only:
+                obj[key] = target.resolve().as_uri() if key == "location" else str(target.resolve())
+
+    _map_file_objects(params, fix)
+    return params
