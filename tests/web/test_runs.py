@@ -40,6 +40,12 @@ def test_run_completes_and_its_output_downloads_through_the_outputs_url(client: 
     assert output["size"] == len(b"hello world\n")
     stderr = requests.get(log["run_log"]["stderr"])
     assert stderr.status_code == 200 and "Final process status is success" in stderr.text
+    assert stderr.headers["Content-Type"].startswith("text/plain") and len(stderr.raw.headers.getlist("Date")) == 1
+    part = requests.get(log["run_log"]["stderr"], headers={"Range": "bytes=0-9"})
+    assert part.status_code == 206 and part.content == stderr.content[:10]
+    assert part.headers["Content-Range"] == f"bytes 0-9/{len(stderr.content)}"
+    unchanged = requests.get(output["location"], headers={"If-Modified-Since": stderr.headers["Last-Modified"]})
+    assert unchanged.status_code == 304
     assert log["run_log"]["start_time"] <= log["run_log"]["end_time"]
     assert log["run_log"]["cmd"][0] == "cwltool"
 

@@ -56,7 +56,9 @@ def content_response(content: Content) -> Response:
     if content.modified is not None:
         response.last_modified = datetime.fromtimestamp(int(content.modified), timezone.utc)
     response.cache_control.no_cache = True
-    return response.make_conditional(flask.request.environ, accept_ranges=True, complete_length=content.size)
+    response = response.make_conditional(flask.request.environ, accept_ranges=True, complete_length=content.size)
+    response.headers.pop("Date", None)  # the ASGI server dates every answer; werkzeug's would be a second Date
+    return response
 
 
 def run_log(run: RunRecord, base: str) -> Dict[str, Any]:
