@@ -49,8 +49,8 @@ def content_response(content: Content) -> Response:
     """A backend's file as an HTTP answer: streamed with ranges and conditional requests, or a redirect."""
     if content.redirect or content.open is None:
         return flask.redirect(content.redirect or "", code=302)
-    response = flask.Response(wrap_file(flask.request.environ, content.open()), mimetype=content.media_type,
-                              direct_passthrough=True)
+    response: Response = flask.Response(wrap_file(flask.request.environ, content.open()),
+                                        mimetype=content.media_type, direct_passthrough=True)
     if content.size is not None:
         response.content_length = content.size
     if content.modified is not None:

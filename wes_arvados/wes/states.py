@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
+from typing import Optional
 
 
 class State(str, Enum):
@@ -49,3 +51,34 @@ def state_from_engine_exit(exit_code: int) -> State:
     if exit_code == RUNNER_SOFTWARE_EXIT or exit_code < 0:
         return State.SYSTEM_ERROR
     return State.EXECUTOR_ERROR
+
+
+@dataclass(frozen=True)
+class ArvadosRun:
+    """What decides an Arvados run's WES state: its runner container request, its container, its preparation."""
+
+    request_state: str  # Uncommitted, Committed, Final
+    priority: int
+    container_state: Optional[str] = None  # Queued, Locked, Running, Complete, Cancelled; None: no container yet
+    exit_code: Optional[int] = None
+    preempted: bool = False  # the container's runtime_status carries a preemptionNotice
+    # The server's own work before a-c-r commits the request: "queued", "preparing", "failed", or
+    # "stale" (whoever prepared it stopped: its heartbeat is old). None once the request is committed.
+    preparation: Optional[str] = None
+
+
+def state_from_arvados(run: ArvadosRun) -> State:
+    """The WES state of a run on Arvados (the table in docs/architecture.rst, "Runs on Arvados")."""
+    if run.request_state == "Uncommitted":
+        return {"queued": State.QUEUED, "preparing": State.INITIALIZING}.get(run.preparation or "",
+                                                                               State.SYSTEM_ERROR)
+    if run.container_state == "Complete":
+        return State.COMPLETE if run.exit_code == 0 else State.EXECUTOR_ERROR
+    if run.request_state == "Final":
+        if run.container_state is None:
+            return State.SYSTEM_ERROR  # finalized before any container ran
+        return State.PREEMPTED if run.container_state == "Cancelled" and run.preempted else State.CANCELED
+    if run.priority == 0:
+        return State.CANCELING  # Committed, its container not final yet
+    # Committed: no container yet, or a Cancelled one that Arvados is about to retry, is QUEUED.
+    return {"Locked": State.INITIALIZING, "Running": State.RUNNING}.get(run.container_state or "", State.QUEUED)
