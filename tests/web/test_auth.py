@@ -59,7 +59,7 @@ def test_basic_auth_password_is_a_token(secured: WesServer):
 
 @pytest.mark.parametrize("header,token", [
     ("Bearer abc", "abc"), ("bearer  abc ", "abc"), ("Basic " + base64.b64encode(b"u:p").decode(), "p"),
-    ("Basic !!!", None), ("Digest x", None), (None, None), ("Bearer ", None),
+    ("Basic !!!", None), ("Digest x", None), (None, None), ("Bearer ", None), ("OAuth2 v2/zzzzz-gj3su-1/s3", "v2/zzzzz-gj3su-1/s3"),
 ])
 def test_presented_token(header, token):
     assert presented_token(header) == token

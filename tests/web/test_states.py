@@ -14,6 +14,7 @@ from wes_arvados.wes.states import ArvadosRun, State, state_from_arvados
     ("Uncommitted", 0, None, None, False, "preparing", State.INITIALIZING),
     ("Uncommitted", 0, None, None, False, "failed", State.SYSTEM_ERROR),
     ("Uncommitted", 0, None, None, False, "stale", State.SYSTEM_ERROR),
+    ("Uncommitted", 0, None, None, False, "canceled", State.CANCELED),  # canceled before a-c-r committed it
     ("Uncommitted", 0, None, None, False, None, State.SYSTEM_ERROR),  # not one of ours to prepare
     ("Committed", 1, None, None, False, None, State.QUEUED),
     ("Committed", 1, "Queued", None, False, None, State.QUEUED),

@@ -35,7 +35,7 @@ from schema_salad.ref_resolver import file_uri
 
 from .errors import ImageError
 
-__all__ = ["ImageNeed", "WorkflowLoadError", "find_images"]
+__all__ = ["ImageNeed", "WorkflowLoadError", "find_images", "image_of"]
 
 DOCKER_REQUIREMENT = "DockerRequirement"
 PULL = "pull"
@@ -91,7 +91,7 @@ def find_images(workflow: str, default_container: Optional[str] = None) -> List[
             continue
         requirement, required = process.get_requirement(DOCKER_REQUIREMENT)
         if requirement is not None:
-            key = _image_of(requirement, _origin(requirement, chain))
+            key = image_of(requirement, _origin(requirement, chain))
             if key is None:
                 continue
             is_required = bool(required)
@@ -113,7 +113,7 @@ def _merge(known: Optional[ImageNeed], key: Tuple[str, str, str], required: bool
                      processes=processes, location=known.location)
 
 
-def _image_of(requirement: Mapping[str, Any], base: str) -> Optional[Tuple[str, str, str]]:
+def image_of(requirement: Mapping[str, Any], base: str) -> Optional[Tuple[str, str, str]]:
     """(image, source, location) of a DockerRequirement, in the order cwltool acts on its fields.
 
     cwltool builds a dockerFile whenever there is one (tagged dockerImageId,

@@ -22,11 +22,11 @@ OPEN_PATHS = ("/service-info", "/ui", "/openapi.json", "/openapi.yaml")
 
 
 def presented_token(header: Optional[str]) -> Optional[str]:
-    """The token in an Authorization header, Bearer or Basic (the password part)."""
+    """The token in an Authorization header: Bearer, OAuth2 (Arvados' own scheme) or Basic (the password part)."""
     if not header:
         return None
     scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer":
+    if scheme.lower() in ("bearer", "oauth2"):
         return value.strip() or None
     if scheme.lower() == "basic":
         try:

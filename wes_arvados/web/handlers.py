@@ -23,6 +23,7 @@ from ..wes.states import State
 from ..wes.submission import Attachment, check_engine, parse_submission
 from . import shape
 from .app import EXTENSION_KEY
+from .auth import presented_token
 from .workflow_url import download_workflow_url
 
 DEFAULT_PAGE_SIZE = 100
@@ -35,7 +36,7 @@ FORM_FIELDS = (
 
 def _context() -> Tuple[Backend, Config]:
     ext = flask.current_app.extensions[EXTENSION_KEY]
-    return ext["backend"], ext["config"]
+    return ext["backend"].for_caller(presented_token(flask.request.headers.get("Authorization"))), ext["config"]
 
 
 def _page_size(page_size: Optional[int]) -> int:

@@ -33,6 +33,15 @@ class Backend(ABC):
     built from the same configuration can answer for any run.
     """
 
+    def for_caller(self, token: Optional[str]) -> "Backend":
+        """This backend acting for the caller whose token a request carries.
+
+        A backend whose system has its own users (Arvados) makes every call with the
+        caller's token, so that system's permissions decide; one that has a single
+        identity (the local backend) is itself for every caller.
+        """
+        return self
+
     def background_work(self) -> Sequence[BackgroundWork]:
         """What `serve` runs beside the web workers for this backend (none by default)."""
         return ()

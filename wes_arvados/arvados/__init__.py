@@ -1,0 +1,1 @@
+"""The Arvados backend: runs are container requests, state lives in Arvados, every call with the caller's token."""
