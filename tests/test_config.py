@@ -74,3 +74,20 @@ def test_the_images_section_comes_from_the_file_the_environment_and_flags(tmp_pa
     assert images.platform == "linux/amd64" and images.insecure_registries == ["a:1", "b:2"]
     assert images.mirrors == ["docker.io=http://127.0.0.1:5000"] and images.allow == []
     assert load_config(environ={"WES_ARVADOS_RESOLVED_CONFIG": config.to_json()}) == config
+
+
+def test_the_arvados_section_comes_from_the_file_the_environment_and_the_usual_arvados_variables(tmp_path):
+    cfg = tmp_path / "wes.yaml"
+    cfg.write_text("arvados:\n  project-uuid: zzzzz-j7d0g-0123456789abcde\n  runner_image: arvados/jobs:3.2.1\n")
+    config = load_config(str(cfg), environ={"ARVADOS_API_HOST": "zzzzz.example.org",
+                                            "ARVADOS_API_HOST_INSECURE": "true"})
+    arv = config.arvados
+    assert (arv.api_host, arv.api_host_insecure) == ("zzzzz.example.org", True)
+    assert (arv.project_uuid, arv.runner_image) == ("zzzzz-j7d0g-0123456789abcde", "arvados/jobs:3.2.1")
+    mine = load_config(str(cfg), environ={"ARVADOS_API_HOST": "zzzzz.example.org",
+                                          "WES_ARVADOS_ARVADOS_API_HOST": "other.example.org:8443"})
+    assert (mine.arvados.api_host, mine.arvados.api_host_insecure) == ("other.example.org:8443", False)
+    assert Config.from_json(mine.to_json()) == mine
+    cfg.write_text("arvados:\n  token: secret\n")  # tokens are the callers', never the server's
+    with pytest.raises(ConfigError, match="unknown settings .* under arvados: token"):
+        load_config(str(cfg), environ={})

@@ -26,6 +26,7 @@ RESOLVED_ENV = "WES_ARVADOS_RESOLVED_CONFIG"
 BACKENDS = ("local",)
 RUNTIMES = ("auto", "docker", "podman", "none")
 IMAGES_KEY = "images"
+ARVADOS_KEY = "arvados"
 
 
 def _default_state_dir() -> str:
@@ -91,6 +92,27 @@ class ImagesConfig:
 
 
 @dataclass
+class ArvadosConfig:
+    """The ``arvados:`` section: the cluster the Arvados backend runs on (callers bring their own tokens)."""
+
+    # The API server, host[:port]; "" means ARVADOS_API_HOST.
+    api_host: str = ""
+    # Accept the API server's certificate unverified (a test cluster); also ARVADOS_API_HOST_INSECURE.
+    api_host_insecure: bool = False
+    # Where runs (and imported images) go when a request names no project; "" for the caller's home project.
+    project_uuid: str = ""
+    # The image a-c-r's runner container uses; "" means arvados/jobs:<the installed a-c-r's version>.
+    runner_image: str = ""
+
+    def validate(self, environ: Mapping[str, str]) -> "ArvadosConfig":
+        """Fill what the usual Arvados variables give; return self."""
+        self.api_host = self.api_host or environ.get("ARVADOS_API_HOST", "")
+        if not self.api_host_insecure:
+            self.api_host_insecure = environ.get("ARVADOS_API_HOST_INSECURE", "").lower() in ("1", "true", "yes")
+        return self
+
+
+@dataclass
 class Config:
     """Every setting of the server, with its default."""
 
@@ -125,6 +147,7 @@ class Config:
     # Check every response against openapi/wes.yaml (the tests turn this on).
     validate_responses: bool = False
     images: ImagesConfig = field(default_factory=ImagesConfig)
+    arvados: ArvadosConfig = field(default_factory=ArvadosConfig)
 
     def validate(self) -> "Config":
         """Check values that would otherwise fail later and obscurely; return self."""
@@ -149,6 +172,7 @@ class Config:
         """Inverse of `to_json`."""
         values = json.loads(text)
         values[IMAGES_KEY] = ImagesConfig(**values.get(IMAGES_KEY, {}))
+        values[ARVADOS_KEY] = ArvadosConfig(**values.get(ARVADOS_KEY, {}))
         return cls(**values)
 
     @property
@@ -219,40 +243,47 @@ def load_config(
         if unknown:
             raise ConfigError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
         values.update({k.replace("-", "_"): v for k, v in data.items()})
-    for name in names - {IMAGES_KEY}:
+    for name in names - set(SECTIONS):
         env_value = environ.get(ENV_PREFIX + name.upper())
         if env_value is not None:
             values[name] = env_value
-    images = _images_values(values.pop(IMAGES_KEY, None), path, environ, (overrides or {}).get(IMAGES_KEY))
+    sections = {key: _section_values(key, cls, values.pop(key, None), path, environ, (overrides or {}).get(key))
+                for key, cls in SECTIONS.items()}
     for name, value in (overrides or {}).items():
-        if value is not None and name != IMAGES_KEY:
+        if value is not None and name not in SECTIONS:
             values[name] = value
     try:
         config = Config(**{k: _coerce(k, v) for k, v in values.items()})
-        defaults = ImagesConfig()
-        config.images = ImagesConfig(**{k: _coerce(k, v, defaults) for k, v in images.items()})
+        for key, cls in SECTIONS.items():
+            defaults = cls()
+            setattr(config, key, cls(**{k: _coerce(k, v, defaults) for k, v in sections[key].items()}))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid setting: {exc}") from exc
+    config.arvados.validate(environ)
     return config.validate()
 
 
-def _images_values(section: Any, path: Optional[str], environ: Mapping[str, str],
-                   overrides: Optional[Mapping[str, Any]]) -> dict:
-    """The `images:` settings: the file's section, then WES_ARVADOS_IMAGES_<FIELD>, then flags."""
-    names = {f.name for f in dataclasses.fields(ImagesConfig)}
+def _section_values(key: str, cls: type, section: Any, path: Optional[str], environ: Mapping[str, str],
+                    overrides: Optional[Mapping[str, Any]]) -> dict:
+    """A section's settings (``images:``): the file's section, then WES_ARVADOS_<KEY>_<FIELD>, then flags."""
+    names = {f.name for f in dataclasses.fields(cls)}
     if section is None:
         section = {}
     if not isinstance(section, dict):
-        raise ConfigError(f"config file {path}: 'images' must hold a mapping")
+        raise ConfigError(f"config file {path}: '{key}' must hold a mapping")
     values = {k.replace("-", "_"): v for k, v in section.items()}
     unknown = set(values) - names
     if unknown:
-        raise ConfigError(f"unknown settings in {path} under images: {', '.join(sorted(unknown))}")
+        raise ConfigError(f"unknown settings in {path} under {key}: {', '.join(sorted(unknown))}")
     for name in names:
-        env_value = environ.get(f"{ENV_PREFIX}IMAGES_{name.upper()}")
+        env_value = environ.get(f"{ENV_PREFIX}{key.upper()}_{name.upper()}")
         if env_value is not None:
             values[name] = env_value
     for name, value in (overrides or {}).items():
         if value is not None and value != []:
             values[name] = value
     return values
+
+
+# The sections of the configuration, each a mapping in the file and a dataclass here.
+SECTIONS = {IMAGES_KEY: ImagesConfig, ARVADOS_KEY: ArvadosConfig}
