@@ -1,0 +1,59 @@
+"""The real arvados-cwl-runner commits our placeholder request, keeping the WES properties (arvados/submit.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict
+
+from wes_arvados.arvados.pin import pin_images
+from wes_arvados.arvados.runs import RUN_PROPERTY, list_runs, run_properties, tags_of
+from wes_arvados.arvados.submit import add_properties_hint, placeholder, submit_command
+
+from .double import ArvadosDouble
+from .test_double import (
+    WORKFLOW,
+    Client,
+    _installed,
+    _no_docker_path,
+    make_image,
+    new_user,
+    unique,
+)
+
+
+def test_a_c_r_commits_the_placeholder_with_the_pinned_image_and_the_properties_as_written(
+        arvados_double: ArvadosDouble, arvados_client: Client, hello_world_image: Dict[str, Any],
+        tmp_path: Path) -> None:
+    user = new_user(arvados_double, arvados_client, "wes")
+    api = user["api"]
+    runner_image = f"arvados/jobs:{_installed('arvados-cwl-runner')}"
+    pdh = make_image(api, hello_world_image, [runner_image])["portable_data_hash"]
+    tool_image = "127.0.0.1:5000/tools/hello@sha256:" + "c" * 64  # a port and a digest: names a-c-r misparses
+    tags = {"project": "demo", "odd": "$(inputs.message) and ${ return 1; } \\ kept"}
+    properties = {key: str(value) for key, value in run_properties(tags, {}).items() if isinstance(value, str)}
+    run = api.container_requests().create(body={"container_request": placeholder(
+        unique("wes run"), runner_image, run_properties(tags, {}))}).execute()
+    assert run["state"] == "Uncommitted"
+
+    (tmp_path / "wf.cwl").write_text(WORKFLOW.format(image=tool_image))
+    (tmp_path / "job.yml").write_text("message: hi\n")
+    assert pin_images(tmp_path, {tool_image: pdh}) == ["wf.cwl"]
+    add_properties_hint(tmp_path / "wf.cwl", "", properties)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARVADOS_")}
+    env.update(arvados_double.env(user["token"]), PATH=_no_docker_path(tmp_path), HOME=str(tmp_path))
+    env.pop("XDG_CACHE_HOME", None)
+    runner = str(Path(sys.executable).parent / "arvados-cwl-runner")
+    done = subprocess.run(submit_command(runner, "wf.cwl", "job.yml", run["uuid"], runner_image),
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == run["uuid"]
+
+    committed = api.container_requests().get(uuid=run["uuid"]).execute()
+    assert committed["state"] == "Committed" and committed["container_image"] == pdh
+    assert committed["properties"][RUN_PROPERTY] and tags_of(committed["properties"]) == tags
+    assert [r.run_id for r in list_runs(api, 10, None, tags={"odd": tags["odd"]}).items] == [run["uuid"]]
+    workflow = committed["mounts"]["/var/lib/cwl/workflow.json"]["content"]
+    assert "http://arvados.org/cwl#dockerCollectionPDH" in str(workflow) and pdh in str(workflow)

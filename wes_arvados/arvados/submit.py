@@ -1,0 +1,86 @@
+"""Handing a prepared run to arvados-cwl-runner: the placeholder request, the properties hint, the command.
+
+The run's container request exists before a-c-r runs (its uuid is the run_id), as
+an Uncommitted placeholder that Arvados 3.2 accepts: ``output_path`` must be a
+mount target, and command, image and cwd not blank. a-c-r then commits that very
+request (``--submit-request-uuid``) and replaces its whole ``properties`` with
+those of the workflow's ``http://arvados.org/cwl#ProcessProperties`` hint, so the
+WES marker and tags travel in that hint. a-c-r evaluates each ``propertyValue`` as
+a CWL expression; `literal` escapes values so they arrive as written.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Dict, List, MutableMapping, Optional, Sequence
+
+from ruamel.yaml import YAML
+
+PROPERTIES_HINT = "http://arvados.org/cwl#ProcessProperties"
+RUNNER_OUTPUT = "/var/spool/cwl"  # where a-c-r's runner request writes; the placeholder's only mount
+
+
+def placeholder(name: str, runner_image: str, properties: Dict[str, Any],
+                project_uuid: Optional[str] = None) -> Dict[str, Any]:
+    """The body of the Uncommitted request that stands for a run until a-c-r commits it."""
+    body: Dict[str, Any] = {
+        "name": name, "state": "Uncommitted", "priority": 0, "properties": properties,
+        "command": ["arvados-cwl-runner"], "container_image": runner_image,
+        "output_path": RUNNER_OUTPUT, "cwd": RUNNER_OUTPUT, "mounts": {RUNNER_OUTPUT: {"kind": "tmp", "capacity": 1}},
+    }
+    if project_uuid:
+        body["owner_uuid"] = project_uuid
+    return body
+
+
+def literal(value: str) -> str:
+    """`value` escaped so that CWL's parameter interpolation gives it back unchanged."""
+    if "$(" not in value and "${" not in value:
+        return value  # a string with no reference is never interpolated
+    return value.replace("\\", "\\\\").replace("$(", "\\$(").replace("${", "\\${")
+
+
+def _main_process(document: Any, fragment: str) -> MutableMapping[str, Any]:
+    """The process a-c-r runs from this document: the `$graph` entry named by `fragment` (default main)."""
+    if isinstance(document, MutableMapping) and "$graph" in document:
+        wanted = fragment or "main"
+        for entry in document["$graph"]:
+            if isinstance(entry, MutableMapping) and str(entry.get("id", "")).lstrip("#") == wanted:
+                return entry
+        raise ValueError(f"the document has no process #{wanted}")
+    if not isinstance(document, MutableMapping):
+        raise ValueError("the document is not a CWL process")
+    return document
+
+
+def add_properties_hint(workflow: Path, fragment: str, properties: Dict[str, str]) -> None:
+    """Give the workflow's main process a ProcessProperties hint carrying `properties` literally."""
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    document = yaml.load(workflow.read_text(encoding="utf-8"))
+    process = _main_process(document, fragment)
+    hint = {"class": PROPERTIES_HINT, "processProperties": [
+        {"propertyName": name, "propertyValue": literal(value)} for name, value in properties.items()]}
+    hints = process.get("hints")
+    if hints is None:
+        process["hints"] = [hint]
+    elif isinstance(hints, list):
+        hints[:] = [h for h in hints if not (isinstance(h, MutableMapping) and h.get("class") == PROPERTIES_HINT)]
+        hints.append(hint)
+    else:  # map form: {class name: fields}
+        hints[PROPERTIES_HINT] = {k: v for k, v in hint.items() if k != "class"}
+    out = io.StringIO()
+    yaml.dump(document, out)
+    workflow.write_text(out.getvalue(), encoding="utf-8")
+
+
+def submit_command(runner: str, workflow: str, job: str, run_id: str, runner_image: str,
+                   project_uuid: Optional[str] = None, options: Sequence[str] = ()) -> List[str]:
+    """The a-c-r command line that commits the placeholder `run_id` and returns at once."""
+    command = [runner, "--submit", "--no-wait", "--api=containers", f"--submit-request-uuid={run_id}",
+               f"--submit-runner-image={runner_image}"]
+    if project_uuid:
+        command.append(f"--project-uuid={project_uuid}")
+    return command + list(options) + [workflow, job]
