@@ -19,7 +19,10 @@ import yaml
 
 from .errors import ConfigError
 from .images.errors import ImageError
+from .images.policy import ImagePolicy
+from .images.registry import Credentials, RegistryOptions
 from .images.registry.options import parse_mirrors
+from .images.service import ImageSettings
 
 ENV_PREFIX = "WES_ARVADOS_"
 RESOLVED_ENV = "WES_ARVADOS_RESOLVED_CONFIG"
@@ -287,3 +290,14 @@ def _section_values(key: str, cls: type, section: Any, path: Optional[str], envi
 
 # The sections of the configuration, each a mapping in the file and a dataclass here.
 SECTIONS = {IMAGES_KEY: ImagesConfig, ARVADOS_KEY: ArvadosConfig}
+
+
+def image_settings(config: Config) -> ImageSettings:
+    """What the image service needs of the server's configuration (its ``images:`` section and state paths)."""
+    images = config.images
+    files = [Path(images.registry_config)] if images.registry_config else []
+    registry = RegistryOptions(insecure_registries=list(images.insecure_registries),
+                               mirrors=parse_mirrors(images.mirrors), credentials=Credentials.from_files(files))
+    return ImageSettings(cache_dir=config.image_cache_dir, work_dir=config.images_dir / "work", registry=registry,
+                         policy=ImagePolicy(list(images.allow), list(images.deny)), platform=images.platform,
+                         jobs=int(images.pull_jobs), cache_max_bytes=images.cache_max_bytes)

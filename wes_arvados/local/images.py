@@ -20,14 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 from urllib.parse import unquote, urlsplit
 
-from ..config import Config
+from ..config import Config, image_settings
 from ..download import DownloadError, download
 from ..images.errors import ImageError
-from ..images.policy import ImagePolicy
 from ..images.reference import parse_normalized_named
-from ..images.registry import AuthConfig, Credentials, RegistryOptions
-from ..images.registry.options import parse_mirrors
-from ..images.service import ImageService, ImageSettings
+from ..images.registry import AuthConfig
+from ..images.service import ImageService
 from .engine_options import EngineRequest
 from .image_store import LocalImageStore
 from .runtime import ContainerRuntime, detect_runtime
@@ -83,17 +81,6 @@ def _mentions_docker(run_root: Path) -> bool:
 def _who(need: "ImageNeed") -> str:
     shown = ", ".join(need.processes[:3]) + (f" and {len(need.processes) - 3} more" if len(need.processes) > 3 else "")
     return f"{'required' if need.required else 'hinted'} by {shown}"
-
-
-def image_settings(config: Config) -> ImageSettings:
-    """What the image service needs of the server's configuration (its ``images:`` section and state paths)."""
-    images = config.images
-    files = [Path(images.registry_config)] if images.registry_config else []
-    registry = RegistryOptions(insecure_registries=list(images.insecure_registries),
-                               mirrors=parse_mirrors(images.mirrors), credentials=Credentials.from_files(files))
-    return ImageSettings(cache_dir=config.image_cache_dir, work_dir=config.images_dir / "work", registry=registry,
-                         policy=ImagePolicy(list(images.allow), list(images.deny)), platform=images.platform,
-                         jobs=int(images.pull_jobs), cache_max_bytes=images.cache_max_bytes)
 
 
 def local_image_service(config: Config, runtime: ContainerRuntime) -> ImageService:
