@@ -12,6 +12,7 @@ from wes_arvados.wes.states import ArvadosRun, State, state_from_arvados
 @pytest.mark.parametrize("request_state, priority, container, exit_code, preempted, preparation, expected", [
     ("Uncommitted", 0, None, None, False, "queued", State.QUEUED),
     ("Uncommitted", 0, None, None, False, "preparing", State.INITIALIZING),
+    ("Uncommitted", 0, None, None, False, "submitting", State.INITIALIZING),
     ("Uncommitted", 0, None, None, False, "failed", State.SYSTEM_ERROR),
     ("Uncommitted", 0, None, None, False, "stale", State.SYSTEM_ERROR),
     ("Uncommitted", 0, None, None, False, "canceled", State.CANCELED),  # canceled before a-c-r committed it

@@ -26,9 +26,12 @@ RUN_PROPERTY = "wes_arvados_run"  # its value: the version of this layout
 RUN_LAYOUT = "1"
 TAG_PREFIX = "wes_arvados_tag:"
 REQUEST_PROPERTY = "wes_arvados_request"
-PREPARATION_PROPERTY = "wes_arvados_preparation"  # {"state": queued|preparing|failed, "heartbeat", "message"}
-# A preparation whose heartbeat is older than this was abandoned (its server stopped).
+# {"state": queued|preparing|submitting|failed|canceled, "heartbeat", "message"}
+PREPARATION_PROPERTY = "wes_arvados_preparation"
+# A preparation whose heartbeat is older than this was abandoned (its server stopped); while a-c-r
+# submits, nobody beats (it is about to replace the properties), so that step has a-c-r's time limit too.
 STALE_AFTER_SECONDS = 120.0
+SUBMIT_SECONDS = 1800.0
 # Requests read per API call while filling a page that a state filter thins out.
 BATCH = 100
 REQUEST_FIELDS = ["uuid", "state", "priority", "container_uuid", "properties", "created_at", "modified_at",
@@ -59,9 +62,10 @@ def preparation_of(properties: Dict[str, Any], now: datetime) -> Optional[str]:
     if not isinstance(preparation, dict):
         return None
     state = preparation.get("state")
-    if state in ("queued", "preparing"):
+    if state in ("queued", "preparing", "submitting"):
         heartbeat = preparation.get("heartbeat")
-        if not isinstance(heartbeat, str) or _age(heartbeat, now) > STALE_AFTER_SECONDS:
+        allowed = STALE_AFTER_SECONDS + (SUBMIT_SECONDS if state == "submitting" else 0)
+        if not isinstance(heartbeat, str) or _age(heartbeat, now) > allowed:
             return "stale"
     return state if isinstance(state, str) else None
 

@@ -62,7 +62,7 @@ class ArvadosRun:
     container_state: Optional[str] = None  # Queued, Locked, Running, Complete, Cancelled; None: no container yet
     exit_code: Optional[int] = None
     preempted: bool = False  # the container's runtime_status carries a preemptionNotice
-    # The server's own work before a-c-r commits the request: "queued", "preparing", "failed", "canceled",
+    # The server's own work before a-c-r commits the request: "queued", "preparing", "submitting", "failed", "canceled",
     # or "stale" (whoever prepared it stopped: its heartbeat is old). None once the request is committed.
     preparation: Optional[str] = None
 
@@ -70,7 +70,7 @@ class ArvadosRun:
 def state_from_arvados(run: ArvadosRun) -> State:
     """The WES state of a run on Arvados (the table in docs/architecture.rst, "Runs on Arvados")."""
     if run.request_state == "Uncommitted":
-        return {"queued": State.QUEUED, "preparing": State.INITIALIZING,
+        return {"queued": State.QUEUED, "preparing": State.INITIALIZING, "submitting": State.INITIALIZING,
                 "canceled": State.CANCELED}.get(run.preparation or "", State.SYSTEM_ERROR)
     if run.container_state == "Complete":
         return State.COMPLETE if run.exit_code == 0 else State.EXECUTOR_ERROR

@@ -1,0 +1,179 @@
+"""Preparing a run on Arvados: its images into Keep, pinned in the staged workflow, then a-c-r commits it.
+
+It runs with the caller's token, outside the web worker, while the run's placeholder
+request is Uncommitted. Its progress is in the placeholder's properties
+(`PREPARATION_PROPERTY`), with a heartbeat, so that any replica can tell a
+preparation going on from one whose server stopped. A failure marks the placeholder
+failed with a message naming the cause; nothing is ever silently canceled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+
+from ..images.cwl import PULL, find_images
+from ..images.errors import ImageError
+from ..images.reference import parse_normalized_named
+from ..images.service import ImageService, ImageSettings
+from ..images.stores.keep import KeepImageStore
+from .pin import pin_images
+from .runs import PREPARATION_PROPERTY, RUN_PROPERTY, SUBMIT_SECONDS, TAG_PREFIX
+from .submit import add_properties_hint, submit_command
+
+HEARTBEAT_SECONDS = 30.0
+Log = Callable[[str], None]
+
+
+class PreparationFailed(Exception):
+    """The run cannot be submitted; the message says why, for the user."""
+
+
+class PreparationCanceled(Exception):
+    """The run was canceled while it was being prepared."""
+
+
+@dataclass
+class Submission:
+    """What a-c-r needs to commit a run: where it is staged and how to reach Arvados as the caller."""
+
+    run_id: str
+    staged: Path
+    workflow: str  # relative to `staged`, with its #fragment if any
+    job: Dict[str, Any]
+    api_host: str
+    token: str = field(repr=False)
+    insecure: bool = False
+    runner_image: str = ""
+    project_uuid: Optional[str] = None
+    options: Sequence[str] = ()
+    runner: str = "arvados-cwl-runner"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_MARKING = threading.Lock()  # the heartbeat and the preparation update the same properties
+
+
+def _mark(api: Any, run_id: str, **fields: Any) -> Dict[str, Any]:
+    """Update the preparation's record in the placeholder's properties; return the properties as they were.
+
+    Only while the request is Uncommitted: once a-c-r commits it, its properties are a-c-r's and the runner's.
+    """
+    with _MARKING:
+        request = api.container_requests().get(uuid=run_id).execute()
+        properties = dict(request["properties"] or {})
+        if request["state"] != "Uncommitted":
+            return properties
+        previous = dict(properties)
+        record = dict(properties.get(PREPARATION_PROPERTY) or {})
+        if record.get("state") == "canceled":
+            fields.pop("state", None)  # a cancel stays a cancel
+        properties[PREPARATION_PROPERTY] = dict(record, heartbeat=_now(), **fields)
+        api.container_requests().update(uuid=run_id, body={"properties": properties}).execute()
+        return previous
+
+
+@contextlib.contextmanager
+def _heartbeat(api: Any, run_id: str, canceled: threading.Event, every: float) -> Iterator[None]:
+    """Keep the heartbeat fresh while the block runs; set `canceled` when the run is canceled meanwhile."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                state = (_mark(api, run_id).get(PREPARATION_PROPERTY) or {}).get("state")
+            except Exception:  # a missed beat is retried; only a long silence makes the run stale
+                continue
+            if state == "canceled":
+                canceled.set()
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _images_into_keep(service: ImageService, workflow: Path, runner_image: str, log: Log) -> Dict[str, str]:
+    """Every image the workflow pulls, and the runner image, stored in Keep: image name → portable data hash."""
+    pinned: Dict[str, str] = {}
+    needs = find_images(str(workflow))
+    unsupported = [n for n in needs if n.source != PULL]
+    if unsupported:
+        raise PreparationFailed(f"image {unsupported[0].image or unsupported[0].location} is a "
+                                f"{unsupported[0].source} image; on Arvados only dockerPull images are resolved")
+    for name in [n.image for n in needs] + [runner_image]:
+        ensured = service.ensure(parse_normalized_named(name))
+        pinned[name] = str(ensured.stored.portable_data_hash)
+        log(f"image {name}: {ensured.summary()}")
+    return pinned
+
+
+def prepare(api: Any, submission: Submission, settings: ImageSettings, log: Log,
+            heartbeat_seconds: float = HEARTBEAT_SECONDS) -> str:
+    """Prepare and submit the run; return a-c-r's output. `PreparationFailed` (marked on the run) if it cannot."""
+    canceled = threading.Event()
+    try:
+        with _heartbeat(api, submission.run_id, canceled, heartbeat_seconds):
+            properties = _mark(api, submission.run_id, state="preparing")
+            store = KeepImageStore(api, project_uuid=submission.project_uuid)
+            path, _, fragment = submission.workflow.partition("#")
+            pinned = _images_into_keep(ImageService(store, settings), submission.staged / path,
+                                       submission.runner_image, log)
+            pin_images(submission.staged, pinned)
+            add_properties_hint(submission.staged / path, fragment, {
+                key: value for key, value in properties.items()
+                if (key == RUN_PROPERTY or key.startswith(TAG_PREFIX)) and isinstance(value, str)})
+        # a-c-r may take a while and will replace the properties: no heartbeat may write them meanwhile.
+        before = _mark(api, submission.run_id, state="submitting")
+        if canceled.is_set() or (before.get(PREPARATION_PROPERTY) or {}).get("state") == "canceled":
+            raise PreparationCanceled()
+        output = _submit(submission)
+        log(output)
+        return output
+    except PreparationCanceled:
+        raise
+    except (ImageError, PreparationFailed) as exc:
+        message = " ".join(str(exc).split())
+        _mark(api, submission.run_id, state="failed", message=message)
+        raise PreparationFailed(message) from exc
+    except Exception as exc:  # recorded, never left preparing
+        _mark(api, submission.run_id, state="failed", message=f"internal error: {type(exc).__name__}")
+        raise
+
+
+def _submit(submission: Submission) -> str:
+    """Run a-c-r as the caller, with a HOME of its own; its output, or `PreparationFailed` with it."""
+    job = submission.staged / ".wes-job.json"
+    job.write_text(json.dumps(submission.job))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARVADOS_")}
+    env.update(ARVADOS_API_HOST=submission.api_host, ARVADOS_API_TOKEN=submission.token,
+               ARVADOS_API_HOST_INSECURE="1" if submission.insecure else "0")
+    env.pop("XDG_CACHE_HOME", None)
+    with tempfile.TemporaryDirectory(prefix="wes-arvados-acr-") as home:
+        env["HOME"] = home
+        command: List[str] = submit_command(submission.runner, submission.workflow, str(job), submission.run_id,
+                                            submission.runner_image, submission.project_uuid, submission.options)
+        try:
+            done = subprocess.run(command, cwd=submission.staged, env=env, capture_output=True, text=True,
+                                  timeout=SUBMIT_SECONDS)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PreparationFailed(f"arvados-cwl-runner could not run: {exc}") from None
+    output = (done.stderr + done.stdout).strip()
+    if done.returncode != 0:
+        tail = " ".join(output.split())[-2000:]
+        raise PreparationFailed(f"arvados-cwl-runner exited {done.returncode}: {tail}")
+    return output
