@@ -68,7 +68,7 @@ class ArvadosRun:
 
 
 def state_from_arvados(run: ArvadosRun) -> State:
-    """The WES state of a run on Arvados (the table in docs/architecture.rst, "Runs on Arvados")."""
+    """The WES state of a run on Arvados, from its runner request, that request's container and its preparation."""
     if run.request_state == "Uncommitted":
         return {"queued": State.QUEUED, "preparing": State.INITIALIZING, "submitting": State.INITIALIZING,
                 "canceled": State.CANCELED}.get(run.preparation or "", State.SYSTEM_ERROR)
