@@ -1,4 +1,4 @@
-"""Image stores: where pulled images are kept for the engine (the local runtime now, Keep later)."""
+"""Image stores: where pulled images are kept for the engine: Keep here (keep.py); the local runtime's is local/image_store.py."""
 
 from .base import ImageStore, StoredImage
 
