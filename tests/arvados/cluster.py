@@ -40,6 +40,8 @@ class Cluster:
         self.trash = Trash(self.store, settings.default_trash_lifetime)
         self.blocks = Blocks(workdir / "keep")
         self.keep_counters = Counters()
+        # What crunch-run serves of a running container's logs: (container uuid, file name) -> bytes.
+        self.live_logs: Dict[Tuple[str, str], bytes] = {}
         self.kinds: Dict[str, Kind] = {kind.resource: kind(self) for kind in KINDS}
         self.controller = Controller(self)
         self.exported_config: Dict[str, Any] = {}

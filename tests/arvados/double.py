@@ -168,6 +168,12 @@ class ArvadosDouble:
 
     # ---- containers --------------------------------------------------------------------------------
 
+    def write_live_log(self, container_uuid: str, name: str, data: Union[str, bytes]) -> None:
+        """Append to a running container's log file `name`, as crunch-run would (served live, not yet in Keep)."""
+        key = (container_uuid, name)
+        self.cluster.live_logs[key] = self.cluster.live_logs.get(key, b"") + (
+            data.encode() if isinstance(data, str) else data)
+
     def set_container_state(self, uuid: str, state: str, exit_code: Optional[int] = None,
                             runtime_status: Optional[Dict[str, Any]] = None, log: Union[None, str, Files] = None,
                             output: Union[None, str, Files] = None) -> Dict[str, Any]:

@@ -41,6 +41,9 @@ class Call:
     body: Any
     status: int = 200
 
+# The controller's live log of a request's container (not in the discovery document).
+LIVE_LOG = re.compile(r"^/arvados/v1/container_requests/([^/]+)/log/([^/]+)/(.+)$")
+
 
 def routes(discovery: Dict[str, Any]) -> List[Route]:
     """Every method the discovery document declares, literal paths (users/current) before templated ones."""
@@ -97,6 +100,9 @@ class ApiHandler(QuietHandler):
             if path == DISCOVERY_PATH and method == "GET":
                 return self.send_json(200, service.discovery_document(), headers={"Cache-Control": "no-store"})
             params = _params(query)
+            live = LIVE_LOG.match(path)
+            if live and method in ("GET", "HEAD"):
+                return self._live_log(service, req_id, method, params, *live.groups())
             override = self.headers.get("X-HTTP-Method-Override")
             if method == "POST" and override:  # a GET whose URL was too long
                 method = override.upper()
@@ -121,6 +127,27 @@ class ApiHandler(QuietHandler):
             if call is not None:
                 call.status = error.status
             self.send_json(error.status, error_document(error, req_id), headers={"X-Request-Id": req_id})
+
+    def _live_log(self, service: Any, req_id: str, method: str, params: Dict[str, Any], request_uuid: str,
+                  container_uuid: str, name: str) -> None:
+        """A log file of a request's container as the controller serves it while the container runs.
+
+        The caller must be able to read the request, and the container must be the
+        request's; the bytes are crunch-run's (`ArvadosDouble.write_live_log`); Range works.
+        """
+        caller = service.cluster.tokens.caller(self._token(params))
+        request = service.cluster.call(caller, "container_requests", "get", {"uuid": request_uuid}, {})
+        data = service.cluster.live_logs.get((container_uuid, urllib.parse.unquote(name)))
+        if request.get("container_uuid") != container_uuid or data is None:
+            raise NotFound()
+        status, headers = 200, {"X-Request-Id": req_id, "Accept-Ranges": "bytes"}
+        ranged = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
+        if ranged and int(ranged.group(1)) < len(data):
+            start = int(ranged.group(1))
+            end = min(int(ranged.group(2)) if ranged.group(2) else len(data) - 1, len(data) - 1)
+            status, headers["Content-Range"] = 206, f"bytes {start}-{end}/{len(data)}"
+            data = data[start:end + 1]
+        self.send_bytes(status, data, "text/plain; charset=utf-8", headers, head_only=method == "HEAD")
 
     def _route(self, table: List[Route], method: str, path: str) -> Tuple[Route, Dict[str, str]]:
         if path.startswith("/arvados/v1/"):
