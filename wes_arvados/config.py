@@ -26,7 +26,7 @@ from .images.service import ImageSettings
 
 ENV_PREFIX = "WES_ARVADOS_"
 RESOLVED_ENV = "WES_ARVADOS_RESOLVED_CONFIG"
-BACKENDS = ("local",)
+BACKENDS = ("local", "arvados")
 RUNTIMES = ("auto", "docker", "podman", "none")
 IMAGES_KEY = "images"
 ARVADOS_KEY = "arvados"
@@ -164,6 +164,8 @@ class Config:
         self.allowed_dirs = [str(Path(d).resolve()) for d in self.allowed_dirs]
         self.state_dir = str(Path(self.state_dir).expanduser().resolve())
         self.images.validate()
+        if self.backend == "arvados" and not self.arvados.api_host:
+            raise ConfigError("the arvados backend needs the API server: arvados.api_host or ARVADOS_API_HOST")
         return self
 
     def to_json(self) -> str:

@@ -26,7 +26,13 @@ from ..images.reference import parse_normalized_named
 from ..images.service import ImageService, ImageSettings
 from ..images.stores.keep import KeepImageStore
 from .pin import pin_images
-from .runs import PREPARATION_PROPERTY, RUN_PROPERTY, SUBMIT_SECONDS, TAG_PREFIX
+from .runs import (
+    PREPARATION_PROPERTY,
+    REQUEST_PROPERTY,
+    RUN_PROPERTY,
+    SUBMIT_SECONDS,
+    TAG_PREFIX,
+)
 from .submit import add_properties_hint, submit_command
 
 HEARTBEAT_SECONDS = 30.0
@@ -118,7 +124,7 @@ def _images_into_keep(service: ImageService, workflow: Path, runner_image: str, 
     for name in [n.image for n in needs] + [runner_image]:
         ensured = service.ensure(parse_normalized_named(name))
         pinned[name] = str(ensured.stored.portable_data_hash)
-        log(f"image {name}: {ensured.summary()}")
+        log(ensured.summary())
     return pinned
 
 
@@ -136,7 +142,7 @@ def prepare(api: Any, submission: Submission, settings: ImageSettings, log: Log,
             pin_images(submission.staged, pinned)
             add_properties_hint(submission.staged / path, fragment, {
                 key: value for key, value in properties.items()
-                if (key == RUN_PROPERTY or key.startswith(TAG_PREFIX)) and isinstance(value, str)})
+                if (key in (RUN_PROPERTY, REQUEST_PROPERTY) or key.startswith(TAG_PREFIX)) and isinstance(value, str)})
         # a-c-r may take a while and will replace the properties: no heartbeat may write them meanwhile.
         before = _mark(api, submission.run_id, state="submitting")
         if canceled.is_set() or (before.get(PREPARATION_PROPERTY) or {}).get("state") == "canceled":

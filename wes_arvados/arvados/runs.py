@@ -39,11 +39,20 @@ REQUEST_FIELDS = ["uuid", "state", "priority", "container_uuid", "properties", "
 CONTAINER_FIELDS = ["uuid", "state", "exit_code", "runtime_status", "started_at", "finished_at"]
 
 
-def run_properties(tags: Dict[str, str], request: Dict[str, Any]) -> Dict[str, Any]:
-    """The properties that make a container request a WES run with these tags and this request."""
-    properties: Dict[str, Any] = {RUN_PROPERTY: RUN_LAYOUT, REQUEST_PROPERTY: request}
+def run_properties(tags: Dict[str, str], request: Dict[str, Any]) -> Dict[str, str]:
+    """The properties that make a container request a WES run with these tags and this request (as JSON)."""
+    properties = {RUN_PROPERTY: RUN_LAYOUT, REQUEST_PROPERTY: json.dumps(request, sort_keys=True)}
     properties.update({TAG_PREFIX + key: value for key, value in tags.items()})
     return properties
+
+
+def request_of(properties: Dict[str, Any]) -> Dict[str, Any]:
+    """The RunWorkflow request kept in a run's properties ({} if it is not there)."""
+    try:
+        request = json.loads(properties.get(REQUEST_PROPERTY) or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return request if isinstance(request, dict) else {}
 
 
 def tags_of(properties: Dict[str, Any]) -> Dict[str, str]:
@@ -227,3 +236,32 @@ def cancel(api: Any, run_id: str, now: Optional[datetime] = None) -> State:
         if container is None or container["state"] in ("Queued", "Locked"):
             api.container_requests().update(uuid=run_id, body={"state": "Final"}).execute()
     return run_state(*request_and_container(api, run_id), now)
+
+
+def fail_preparation(api: Any, run_id: str, message: str) -> None:
+    """Mark a run whose preparation cannot go on as failed, with the message the user will read."""
+    with api_errors(f"no run with id {run_id!r}"):
+        request = api.container_requests().get(uuid=run_id).execute()
+        if request["state"] != "Uncommitted":
+            return  # committed meanwhile: its properties are a-c-r's now
+        properties = dict(request.get("properties") or {})
+        record = dict(properties.get(PREPARATION_PROPERTY) or {})
+        record.update(state="failed", message=message)
+        properties[PREPARATION_PROPERTY] = record
+        api.container_requests().update(uuid=run_id, body={"properties": properties}).execute()
+
+
+def system_logs(properties: Dict[str, Any], now: Optional[datetime] = None) -> List[str]:
+    """What the preparation says of a run that a-c-r has not committed: its failure, cancel or silence."""
+    record = properties.get(PREPARATION_PROPERTY)
+    if not isinstance(record, dict):
+        return []
+    state = preparation_of(properties, now or datetime.now(timezone.utc))
+    if state == "failed":
+        return [f"preparation failed: {record.get('message') or 'no reason recorded'}"]
+    if state == "stale":
+        return ["the server preparing this run stopped before it was submitted (its heartbeat is "
+                f"{record.get('heartbeat') or 'missing'}); the run cannot go on: submit it again"]
+    if state == "canceled":
+        return ["canceled before it was submitted to Arvados"]
+    return []

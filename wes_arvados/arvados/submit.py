@@ -79,7 +79,7 @@ def add_properties_hint(workflow: Path, fragment: str, properties: Dict[str, str
 def submit_command(runner: str, workflow: str, job: str, run_id: str, runner_image: str,
                    project_uuid: Optional[str] = None, options: Sequence[str] = ()) -> List[str]:
     """The a-c-r command line that commits the placeholder `run_id` and returns at once."""
-    command = [runner, "--submit", "--no-wait", "--api=containers", f"--submit-request-uuid={run_id}",
+    command = [runner, "--submit", "--no-wait", "--api=containers", "--disable-color", f"--submit-request-uuid={run_id}",
                f"--submit-runner-image={runner_image}"]
     if project_uuid:
         command.append(f"--project-uuid={project_uuid}")

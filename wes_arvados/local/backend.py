@@ -32,6 +32,7 @@ from ..wes.models import (
     RunSummary,
     TaskRecord,
 )
+from ..wes.pages import decode_token, encode_token
 from ..wes.states import State
 from ..wes.submission import Submission
 from . import handoff
@@ -41,7 +42,7 @@ from .images import local_image_service
 from .rundir import RunDir, read_json, write_json
 from .runtime import detect_runtime
 from .scheduler import Scheduler
-from .store import RunStore, decode_token, encode_token
+from .store import RunStore
 from .tasklog import read_tasks
 
 

@@ -6,17 +6,16 @@ connection; writes that must not race use ``BEGIN IMMEDIATE``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ContextManager, Dict, List, Optional, Sequence
 
-from ..errors import BadRequest, NotFound
+from ..errors import NotFound
 from ..images.stores.base import StoredImage
 from ..timestamps import utcnow
+from ..wes.pages import decode_token, encode_token
 from ..wes.states import ACTIVE, State
 from .sqlite import Database
 
@@ -52,25 +51,6 @@ CREATE TABLE IF NOT EXISTS system_logs (
 CREATE INDEX IF NOT EXISTS system_logs_run ON system_logs(run_id, id);
 """
 
-
-
-def encode_token(value: int) -> str:
-    """An opaque page token for a position."""
-    return base64.urlsafe_b64encode(json.dumps({"p": value}).encode()).decode().rstrip("=")
-
-
-def decode_token(token: Optional[str]) -> Optional[int]:
-    """The position behind a page token; `BadRequest` for a token this server did not make."""
-    if not token:
-        return None
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        value = data["p"]
-        if not isinstance(value, int) or value < 0:
-            raise ValueError
-        return value
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise BadRequest(f"page_token {token!r} is not valid") from None
 
 
 @dataclass

@@ -128,4 +128,8 @@ def make_backend(config: Config) -> Backend:
         from ..local.backend import LocalBackend
 
         return LocalBackend(config)
+    if config.backend == "arvados":
+        from ..arvados.backend import ArvadosBackend
+
+        return ArvadosBackend(config)
     raise ValueError(f"unknown backend {config.backend!r}")  # Config.validate prevents this

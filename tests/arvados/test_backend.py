@@ -1,0 +1,127 @@
+"""WES on Arvados end to end: a real server with --backend arvados, the double, a-c-r, and no docker anywhere."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator
+
+import pytest
+import requests
+
+from ..images.builder import ImageFactory, push
+from ..images.conftest import image_factory, registry  # noqa: F401  (fixtures)
+from ..images.registry import Registry
+from ..wes import WesClient, WesServer
+from .double import ArvadosDouble
+from .test_double import WORKFLOW, Client, _installed, new_user, unique
+
+RUNNER_IMAGE = f"arvados/jobs:{_installed('arvados-cwl-runner')}"
+
+
+@pytest.fixture
+def server(arvados_double: ArvadosDouble, registry: Registry, image_factory: ImageFactory,  # noqa: F811
+           tmp_path: Path) -> Iterator[WesServer]:
+    repo, tag = RUNNER_IMAGE.split(":")
+    push(registry, repo, tag, image_factory.oci())  # arvados/jobs, served as docker.io's mirror
+    wes = WesServer(tmp_path / "state", extra_args=["--backend", "arvados", "--registry-mirror",
+                                                    f"docker.io=http://{registry.host}"],
+                    env={"ARVADOS_API_HOST": arvados_double.host, "ARVADOS_API_HOST_INSECURE": "1",
+                         "PATH": str(Path(sys.executable).parent)}).start()  # no docker on PATH
+    try:
+        yield wes
+    finally:
+        wes.stop()
+
+
+def _client(server: WesServer, token: str) -> WesClient:
+    client = WesClient(server.url)
+    client.http.headers["Authorization"] = f"Bearer {token}"
+    return client
+
+
+def _committed(double: ArvadosDouble, run_id: str, timeout: float = 120) -> Dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = double.record(run_id)
+        if record and record["state"] != "Uncommitted":
+            return record
+        assert not (record or {}).get("properties", {}).get("wes_arvados_preparation", {}).get("state") == "failed", \
+            record
+        time.sleep(0.3)
+    raise AssertionError(f"{run_id} was not committed: {double.record(run_id)}")
+
+
+def test_a_run_goes_from_submission_to_outputs_through_wes(
+        server: WesServer, arvados_double: ArvadosDouble, arvados_client: Client, registry: Registry,  # noqa: F811
+        image_factory: ImageFactory, tmp_path: Path) -> None:  # noqa: F811
+    owner, other = new_user(arvados_double, arvados_client, "wes"), new_user(arvados_double, arvados_client, "wes")
+    tool = f"{registry.host}/{unique('tools/echo')}:1"
+    push(registry, tool.split("/", 1)[1].rsplit(":", 1)[0], "1", image_factory.docker_schema2())
+    (tmp_path / "wf.cwl").write_text(WORKFLOW.format(image=tool))
+    client = _client(server, owner["token"])
+    run_id = client.run(tmp_path / "wf.cwl", {"message": "hi"}, tags={"project": "demo"})
+
+    record = _committed(arvados_double, run_id)
+    assert record["command"][0] == "arvados-cwl-runner" and record["owner_uuid"] == owner["uuid"]
+    assert "dockerCollectionPDH" in json.dumps(record["mounts"]["/var/lib/cwl/workflow.json"]["content"])
+    assert client.status(run_id) == "QUEUED"
+    log = client.log(run_id)
+    assert log["request"]["workflow_params"] == {"message": "hi"} and log["request"]["tags"] == {"project": "demo"}
+
+    arvados_double.set_container_state(record["container_uuid"], "Running")
+    arvados_double.write_live_log(record["container_uuid"], "stderr.txt", "INFO working\n")
+    assert client.status(run_id) == "RUNNING"
+    assert client.http.get(client.log(run_id)["run_log"]["stderr"], timeout=30).text == "INFO working\n"
+
+    arvados_double.set_container_state(record["container_uuid"], "Complete", exit_code=0,
+                                       log={"stderr.txt": "INFO done\n"}, output={
+                                           "cwl.output.json": json.dumps({"out": {"class": "File",
+                                                                                  "location": "out.txt"}}),
+                                           "out.txt": "hello\n"})
+    done = client.wait(run_id, timeout=30)
+    assert done["state"] == "COMPLETE" and done["run_log"]["exit_code"] == 0
+    assert client.http.get(done["run_log"]["stderr"], timeout=30).text == "INFO done\n"
+    assert client.http.get(done["outputs"]["out"]["location"], timeout=30).text == "hello\n"
+
+    # Another user sees none of it; no token is a 401.
+    stranger = _client(server, other["token"])
+    assert stranger.get(f"/runs/{run_id}").status_code == 404
+    assert stranger.get("/runs").json()["runs"] == []
+    assert client.get("/runs").json()["runs"][0]["run_id"] == run_id
+    assert requests.get(f"{server.url}/runs/{run_id}", timeout=30).status_code == 401
+    secret = owner["token"].rsplit("/", 1)[-1]
+    assert secret not in server.log_path.read_text(errors="replace")  # tokens are never logged
+    assert secret not in json.dumps(arvados_double.record(run_id))  # nor put in a property
+
+
+def test_a_run_canceled_while_its_container_is_queued_is_canceled(
+        server: WesServer, arvados_double: ArvadosDouble, arvados_client: Client, registry: Registry,  # noqa: F811
+        image_factory: ImageFactory, tmp_path: Path) -> None:  # noqa: F811
+    owner = new_user(arvados_double, arvados_client, "wes")
+    tool = f"{registry.host}/{unique('tools/echo')}:1"
+    push(registry, tool.split("/", 1)[1].rsplit(":", 1)[0], "1", image_factory.docker_schema2())
+    (tmp_path / "wf.cwl").write_text(WORKFLOW.format(image=tool))
+    client = _client(server, owner["token"])
+    run_id = client.run(tmp_path / "wf.cwl", {"message": "hi"})
+    _committed(arvados_double, run_id)
+    assert client.http.post(f"{client.url}/runs/{run_id}/cancel", timeout=30).status_code == 200
+    assert client.status(run_id) == "CANCELED"
+    assert arvados_double.record(run_id)["state"] == "Final"  # not left on hold
+
+
+def test_a_run_whose_image_cannot_be_had_is_a_system_error_that_names_it(
+        server: WesServer, arvados_double: ArvadosDouble, arvados_client: Client, registry: Registry,  # noqa: F811
+        tmp_path: Path) -> None:
+    owner = new_user(arvados_double, arvados_client, "wes")
+    missing = f"{registry.host}/{unique('not/there')}:1"
+    (tmp_path / "wf.cwl").write_text(WORKFLOW.format(image=missing))
+    client = WesClient(server.url)  # HTTP Basic with the token as password, as toil-wes-cwl-runner sends it
+    client.http.auth = ("anyone", owner["token"])
+    run_id = client.run(tmp_path / "wf.cwl", {"message": "hi"})
+    log = client.wait(run_id, timeout=120)
+    assert log["state"] == "SYSTEM_ERROR", log
+    assert any("preparation failed" in line and missing in line for line in log["system_logs"]), log["system_logs"]
+    assert arvados_double.record(run_id)["state"] == "Uncommitted"  # a-c-r never ran; nothing was half-submitted

@@ -1,0 +1,53 @@
+"""``python -m wes_arvados.arvados.preparer``: one run's preparation, in a process of its own.
+
+The web worker that took RunWorkflow starts it and writes the job on its stdin: the
+run id, the staged directory (handed over: it is removed at the end), the workflow,
+the inputs and the caller's token, which is never written anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from ..config import RESOLVED_ENV, Config, image_settings
+from . import runs
+from .api import client_for
+from .backend import runner_image
+from .prepare import PreparationCanceled, PreparationFailed, Submission, prepare
+
+log = logging.getLogger("wes_arvados.arvados.preparer")
+
+
+def main() -> int:
+    """Prepare and submit the run described on stdin; the exit status says whether a-c-r committed it."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = Config.from_json(os.environ[RESOLVED_ENV])
+    job = json.loads(sys.stdin.read())
+    staged = Path(job["staged"])
+    arvados = config.arvados
+    submission = Submission(run_id=job["run_id"], staged=staged, workflow=job["workflow"], job=job["job"],
+                            api_host=arvados.api_host, token=job["token"], insecure=arvados.api_host_insecure,
+                            runner_image=runner_image(config), project_uuid=arvados.project_uuid or None,
+                            runner=str(Path(sys.executable).with_name("arvados-cwl-runner")))
+    api = client_for(arvados.api_host, job["token"], arvados.api_host_insecure)
+    try:
+        prepare(api, submission, image_settings(config), lambda line: log.info("run %s: %s", job["run_id"], line))
+        return 0
+    except (PreparationFailed, PreparationCanceled) as exc:
+        log.info("run %s: not submitted: %s", job["run_id"], exc or "canceled")
+        return 1
+    except Exception as exc:  # marked failed by `prepare`; the log has the trace
+        log.exception("run %s: preparation failed", job["run_id"])
+        runs.fail_preparation(api, job["run_id"], f"internal error: {type(exc).__name__}")
+        return 1
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
