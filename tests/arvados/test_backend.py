@@ -16,7 +16,15 @@ from ..images.conftest import image_factory, registry  # noqa: F401  (fixtures)
 from ..images.registry import Registry
 from ..wes import WesClient, WesServer
 from .double import ArvadosDouble
-from .test_double import WORKFLOW, Client, _installed, new_user, unique
+from .test_double import (
+    WORKFLOW,
+    Client,
+    _installed,
+    container_request,
+    make_image,
+    new_user,
+    unique,
+)
 
 RUNNER_IMAGE = f"arvados/jobs:{_installed('arvados-cwl-runner')}"
 
@@ -56,7 +64,7 @@ def _committed(double: ArvadosDouble, run_id: str, timeout: float = 120) -> Dict
 
 def test_a_run_goes_from_submission_to_outputs_through_wes(
         server: WesServer, arvados_double: ArvadosDouble, arvados_client: Client, registry: Registry,  # noqa: F811
-        image_factory: ImageFactory, tmp_path: Path) -> None:  # noqa: F811
+        image_factory: ImageFactory, hello_world_image: Dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
     owner, other = new_user(arvados_double, arvados_client, "wes"), new_user(arvados_double, arvados_client, "wes")
     tool = f"{registry.host}/{unique('tools/echo')}:1"
     push(registry, tool.split("/", 1)[1].rsplit(":", 1)[0], "1", image_factory.docker_schema2())
@@ -75,6 +83,17 @@ def test_a_run_goes_from_submission_to_outputs_through_wes(
     arvados_double.write_live_log(record["container_uuid"], "stderr.txt", "INFO working\n")
     assert client.status(run_id) == "RUNNING"
     assert client.http.get(client.log(run_id)["run_log"]["stderr"], timeout=30).text == "INFO working\n"
+
+    # The runner submits a step: a child request, made with its container's token, is the run's task.
+    image = make_image(owner["api"], hello_world_image, [])["portable_data_hash"]
+    runner_api = arvados_client(arvados_double.container_token(record["container_uuid"]))
+    step = runner_api.container_requests().create(body=container_request(image, name="echo")).execute()
+    tasks = client.get(f"/runs/{run_id}/tasks").json()["task_logs"]
+    assert [(t["id"], t["name"]) for t in tasks] == [(step["uuid"], "echo")]
+    arvados_double.set_container_state(step["container_uuid"], "Complete", exit_code=0,
+                                       log={"stdout.txt": "hi\n", "stderr.txt": ""})
+    task = client.get(f"/runs/{run_id}/tasks/{step['uuid']}").json()
+    assert task["exit_code"] == 0 and client.http.get(task["stdout"], timeout=30).text == "hi\n"
 
     arvados_double.set_container_state(record["container_uuid"], "Complete", exit_code=0,
                                        log={"stderr.txt": "INFO done\n"}, output={
