@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any, Dict, Iterator
 import pytest
 import requests
 
+from ..conformance.suite import PEERS_BIN, TOIL_WES_RUNNER
 from ..images.builder import ImageFactory, push
 from ..images.conftest import image_factory, registry  # noqa: F401  (fixtures)
 from ..images.registry import Registry
@@ -144,3 +147,35 @@ def test_a_run_whose_image_cannot_be_had_is_a_system_error_that_names_it(
     assert log["state"] == "SYSTEM_ERROR", log
     assert any("preparation failed" in line and missing in line for line in log["system_logs"]), log["system_logs"]
     assert arvados_double.record(run_id)["state"] == "Uncommitted"  # a-c-r never ran; nothing was half-submitted
+
+
+def test_toil_wes_cwl_runner_runs_a_workflow_on_arvados_with_an_arvados_token(
+        server: WesServer, arvados_double: ArvadosDouble, arvados_client: Client, registry: Registry,  # noqa: F811
+        image_factory: ImageFactory, tmp_path: Path) -> None:  # noqa: F811
+    owner = new_user(arvados_double, arvados_client, "toil")
+    tool = f"{registry.host}/{unique('tools/echo')}:1"
+    push(registry, tool.split("/", 1)[1].rsplit(":", 1)[0], "1", image_factory.docker_schema2())
+    (tmp_path / "wf.cwl").write_text(WORKFLOW.format(image=tool))
+    (tmp_path / "job.yml").write_text("message: hi\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(TOIL_WES_USER="anyone", TOIL_WES_PASSWORD=owner["token"],  # HTTP Basic, the token as password
+               PATH=os.pathsep.join([str(PEERS_BIN), env.get("PATH", "")]))  # its cwltool --print-deps
+    endpoint = server.url.split("/ga4gh/")[0]
+    runner = subprocess.Popen([str(TOIL_WES_RUNNER), f"--wes_endpoint={endpoint}", "wf.cwl", "job.yml"],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Play Arvados' dispatcher: once a-c-r has committed the run, its container runs and completes.
+        deadline = time.monotonic() + 120
+        while not (committed := arvados_double.records("container_requests", owner_uuid=owner["uuid"],
+                                                       state="Committed")):
+            assert time.monotonic() < deadline and runner.poll() is None, runner.communicate(timeout=5)
+            time.sleep(0.3)
+        arvados_double.set_container_state(committed[0]["container_uuid"], "Complete", exit_code=0,
+                                           log={"stderr.txt": "done\n"}, output={"cwl.output.json": "{}"})
+        stdout, stderr = runner.communicate(timeout=120)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 0, stderr
+    assert json.loads(stdout) == {}
+    assert committed[0]["uuid"] in {r["run_id"] for r in _client(server, owner["token"]).get("/runs").json()["runs"]}
