@@ -106,6 +106,8 @@ class ArvadosConfig:
     project_uuid: str = ""
     # The image a-c-r's runner container uses; "" means arvados/jobs:<the installed a-c-r's version>.
     runner_image: str = ""
+    # Seconds without a heartbeat after which a run's preparation is taken for dead (its process stopped).
+    heartbeat_timeout: float = 120.0
 
     def validate(self, environ: Mapping[str, str]) -> "ArvadosConfig":
         """Fill what the usual Arvados variables give; return self."""

@@ -10,13 +10,14 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator
 
+import psutil
 import pytest
 import requests
 
 from ..conformance.suite import PEERS_BIN, TOIL_WES_RUNNER
 from ..images.builder import ImageFactory, push
-from ..images.conftest import image_factory, registry  # noqa: F401  (fixtures)
-from ..images.registry import Registry
+from ..images.conftest import fault_proxy, image_factory, registry  # noqa: F401  (fixtures)
+from ..images.registry import Delay, FaultProxy, Registry
 from ..wes import WesClient, WesServer
 from .double import ArvadosDouble
 from .test_double import (
@@ -179,3 +180,48 @@ def test_toil_wes_cwl_runner_runs_a_workflow_on_arvados_with_an_arvados_token(
     assert runner.returncode == 0, stderr
     assert json.loads(stdout) == {}
     assert committed[0]["uuid"] in {r["run_id"] for r in _client(server, owner["token"]).get("/runs").json()["runs"]}
+
+
+def test_two_servers_share_the_runs_and_a_dead_preparation_ends_in_a_system_error(
+        arvados_double: ArvadosDouble, arvados_client: Client, registry: Registry,  # noqa: F811
+        fault_proxy: FaultProxy, image_factory: ImageFactory, tmp_path: Path) -> None:  # noqa: F811
+    repo, tag = RUNNER_IMAGE.split(":")
+    push(registry, repo, tag, image_factory.oci())
+    env = {"ARVADOS_API_HOST": arvados_double.host, "ARVADOS_API_HOST_INSECURE": "1",
+           "WES_ARVADOS_ARVADOS_HEARTBEAT_TIMEOUT": "3", "PATH": str(Path(sys.executable).parent)}
+    args = ["--backend", "arvados", "--registry-mirror", f"docker.io=http://{registry.host}"]
+    one = WesServer(tmp_path / "one", extra_args=args, env=env).start()
+    two = WesServer(tmp_path / "two", extra_args=args, env=env).start()
+    try:
+        owner = new_user(arvados_double, arvados_client, "two")
+        via_one, via_two = _client(one, owner["token"]), _client(two, owner["token"])
+        fast = f"{registry.host}/{unique('tools/echo')}:1"
+        push(registry, fast.split("/", 1)[1].rsplit(":", 1)[0], "1", image_factory.docker_schema2())
+        (tmp_path / "fast.cwl").write_text(WORKFLOW.format(image=fast))
+        run_id = via_one.run(tmp_path / "fast.cwl", {"message": "hi"})
+        _committed(arvados_double, run_id)
+        assert via_two.status(run_id) == "QUEUED"  # followed through the other server
+        assert via_two.http.post(f"{via_two.url}/runs/{run_id}/cancel", timeout=30).status_code == 200
+        assert via_one.status(run_id) == "CANCELED"
+
+        # A preparation whose process dies (its machine restarted) is reported, within bounds, by either.
+        slow = f"{fault_proxy.host}/{unique('tools/slow')}:1"
+        push(fault_proxy, slow.split("/", 1)[1].rsplit(":", 1)[0], "1", image_factory.docker_schema2())
+        fault_proxy.add_rule("/blobs/", Delay(10, after_bytes=10), method="GET", times=None)
+        (tmp_path / "slow.cwl").write_text(WORKFLOW.format(image=slow))
+        stuck = via_one.run(tmp_path / "slow.cwl", {"message": "hi"})
+        deadline = time.monotonic() + 60
+        while via_two.status(stuck) != "INITIALIZING":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        preparers = [p for p in psutil.process_iter(["cmdline"]) if stuck in (p.info["cmdline"] or [])]
+        assert len(preparers) == 1
+        preparers[0].kill()
+        log = via_two.wait(stuck, timeout=30)  # 3 s of silence, then the first reader records it
+        assert log["state"] == "SYSTEM_ERROR", log
+        assert any("stopped before it was submitted" in line for line in log["system_logs"]), log["system_logs"]
+        assert via_one.status(stuck) == "SYSTEM_ERROR"
+        assert arvados_double.record(stuck)["properties"]["wes_arvados_preparation"]["state"] == "failed"
+    finally:
+        one.stop()
+        two.stop()

@@ -115,7 +115,8 @@ class ArvadosBackend(Backend):
             raise BadRequest("X-Registry-Auth is not supported on the Arvados backend yet")
         request = submission.request.to_dict()
         properties: Dict[str, Any] = dict(runs.run_properties(submission.request.tags, request))
-        properties[runs.PREPARATION_PROPERTY] = {"state": "queued", "heartbeat": _now()}
+        properties[runs.PREPARATION_PROPERTY] = {"state": "queued", "heartbeat": _now(),
+                                                 "stale_after": self.config.arvados.heartbeat_timeout}
         name = os.path.basename(submission.workflow.partition("#")[0]) or "workflow"
         with api_errors("the project to run in was not found"):
             run = self.api.container_requests().create(body={"container_request": placeholder(
@@ -141,6 +142,7 @@ class ArvadosBackend(Backend):
     def get_run(self, run_id: str) -> RunRecord:
         """The run: its request, state, the runner container's times, command and exit code."""
         request, container = runs.request_and_container(self.api, run_id)
+        request = runs.settle_if_stale(self.api, request)
         properties = request.get("properties") or {}
         state = runs.run_state(request, container)
         return RunRecord(
@@ -151,8 +153,9 @@ class ArvadosBackend(Backend):
             outputs=files.outputs(self.api, request) if state == State.COMPLETE else {}, has_logs=container is not None)
 
     def get_state(self, run_id: str) -> State:
-        """The run's state."""
-        return runs.run_state(*runs.request_and_container(self.api, run_id))
+        """The run's state (a preparation found stale is recorded failed on the way)."""
+        request, container = runs.request_and_container(self.api, run_id)
+        return runs.run_state(runs.settle_if_stale(self.api, request), container)
 
     def list_tasks(self, run_id: str, page_size: int, page_token: Optional[str]) -> Page:
         """The runner's child requests, in creation order."""
@@ -231,7 +234,8 @@ def _request_fields(request: Dict[str, Any]) -> Dict[str, Any]:
 def _start_preparer(config: Config, job: Dict[str, Any]) -> None:
     """Start the preparation process of one run; the job (token included) goes on its stdin, never to disk."""
     env = dict(os.environ, **{RESOLVED_ENV: config.to_json()})
-    proc = subprocess.Popen([sys.executable, "-m", "wes_arvados.arvados.preparer"], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "wes_arvados.arvados.preparer", job["run_id"]],
+                            stdin=subprocess.PIPE,
                             start_new_session=True, env=env)
     assert proc.stdin is not None
     proc.stdin.write(json.dumps(job).encode())

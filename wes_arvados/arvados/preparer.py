@@ -1,4 +1,4 @@
-"""``python -m wes_arvados.arvados.preparer``: one run's preparation, in a process of its own.
+"""``python -m wes_arvados.arvados.preparer RUN_ID``: one run's preparation, in a process of its own.
 
 The web worker that took RunWorkflow starts it and writes the job on its stdin: the
 run id, the staged directory (handed over: it is removed at the end), the workflow,
@@ -36,7 +36,8 @@ def main() -> int:
                             runner=str(Path(sys.executable).with_name("arvados-cwl-runner")))
     api = client_for(arvados.api_host, job["token"], arvados.api_host_insecure)
     try:
-        prepare(api, submission, image_settings(config), lambda line: log.info("run %s: %s", job["run_id"], line))
+        prepare(api, submission, image_settings(config), lambda line: log.info("run %s: %s", job["run_id"], line),
+                heartbeat_seconds=arvados.heartbeat_timeout / 4)
         return 0
     except (PreparationFailed, PreparationCanceled) as exc:
         log.info("run %s: not submitted: %s", job["run_id"], exc or "canceled")

@@ -26,11 +26,14 @@ RUN_PROPERTY = "wes_arvados_run"  # its value: the version of this layout
 RUN_LAYOUT = "1"
 TAG_PREFIX = "wes_arvados_tag:"
 REQUEST_PROPERTY = "wes_arvados_request"
-# {"state": queued|preparing|submitting|failed|canceled, "heartbeat", "message"}
+# {"state": queued|preparing|submitting|failed|canceled, "heartbeat", "stale_after", "message"}
 PREPARATION_PROPERTY = "wes_arvados_preparation"
-# A preparation whose heartbeat is older than this was abandoned (its server stopped); while a-c-r
-# submits, nobody beats (it is about to replace the properties), so that step has a-c-r's time limit too.
+# A preparation whose heartbeat is older than its "stale_after" (else this) was abandoned: its process
+# stopped. While a-c-r submits nobody beats (a-c-r is about to replace the properties), so that step
+# has a-c-r's time limit too.
 STALE_AFTER_SECONDS = 120.0
+STALE_MESSAGE = ("the process preparing this run stopped before it was submitted (its server or machine "
+                 "restarted); the run cannot go on: submit it again")
 SUBMIT_SECONDS = 1800.0
 # Requests read per API call while filling a page that a state filter thins out.
 BATCH = 100
@@ -73,7 +76,8 @@ def preparation_of(properties: Dict[str, Any], now: datetime) -> Optional[str]:
     state = preparation.get("state")
     if state in ("queued", "preparing", "submitting"):
         heartbeat = preparation.get("heartbeat")
-        allowed = STALE_AFTER_SECONDS + (SUBMIT_SECONDS if state == "submitting" else 0)
+        allowed = float(preparation.get("stale_after") or STALE_AFTER_SECONDS) + \
+            (SUBMIT_SECONDS if state == "submitting" else 0)
         if not isinstance(heartbeat, str) or _age(heartbeat, now) > allowed:
             return "stale"
     return state if isinstance(state, str) else None
@@ -260,8 +264,17 @@ def system_logs(properties: Dict[str, Any], now: Optional[datetime] = None) -> L
     if state == "failed":
         return [f"preparation failed: {record.get('message') or 'no reason recorded'}"]
     if state == "stale":
-        return ["the server preparing this run stopped before it was submitted (its heartbeat is "
-                f"{record.get('heartbeat') or 'missing'}); the run cannot go on: submit it again"]
+        return [f"{STALE_MESSAGE} (last heartbeat: {record.get('heartbeat') or 'none'})"]
     if state == "canceled":
         return ["canceled before it was submitted to Arvados"]
     return []
+
+
+def settle_if_stale(api: Any, request: Dict[str, Any], now: Optional[datetime] = None) -> Dict[str, Any]:
+    """Record the failure of a preparation whose process stopped, as whichever replica reads it first; the request."""
+    if request["state"] != "Uncommitted" or \
+            preparation_of(request.get("properties") or {}, now or datetime.now(timezone.utc)) != "stale":
+        return request
+    fail_preparation(api, request["uuid"], STALE_MESSAGE)
+    with api_errors(f"no run with id {request['uuid']!r}"):
+        return api.container_requests().get(uuid=request["uuid"]).execute()
