@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ import requests
 
 from ..conformance.suite import PEERS_BIN, TOIL_WES_RUNNER
 from ..images.builder import ImageFactory, push
-from ..images.conftest import fault_proxy, image_factory, registry  # noqa: F401  (fixtures)
+from ..images.conftest import basic_registry, fault_proxy, image_factory, registry  # noqa: F401  (fixtures)
 from ..images.registry import Delay, FaultProxy, Registry
 from ..wes import WesClient, WesServer
 from .double import ArvadosDouble
@@ -225,3 +226,24 @@ def test_two_servers_share_the_runs_and_a_dead_preparation_ends_in_a_system_erro
     finally:
         one.stop()
         two.stop()
+
+
+def test_a_private_image_is_pulled_with_the_runs_own_registry_credentials_which_are_never_kept(
+        server: WesServer, arvados_double: ArvadosDouble, arvados_client: Client,
+        basic_registry: Registry, image_factory: ImageFactory, tmp_path: Path) -> None:  # noqa: F811
+    owner = new_user(arvados_double, arvados_client, "private")
+    repo = unique("private/tool")
+    push(basic_registry, repo, "1", image_factory.docker_schema2())
+    (tmp_path / "wf.cwl").write_text(WORKFLOW.format(image=f"{basic_registry.host}/{repo}:1"))
+    user, password = basic_registry.credentials  # type: ignore[misc]
+    header = base64.urlsafe_b64encode(json.dumps({"username": user, "password": password,
+                                                  "serveraddress": basic_registry.host}).encode()).decode()
+    client = _client(server, owner["token"])
+    answer = client.submit(tmp_path / "wf.cwl", {"message": "hi"}, headers={"X-Registry-Auth": header})
+    assert answer.status_code == 200, answer.text
+    run_id = answer.json()["run_id"]
+    _committed(arvados_double, run_id)
+    without = client.wait(client.run(tmp_path / "wf.cwl", {"message": "hi"}), timeout=120)
+    assert without["state"] == "SYSTEM_ERROR" and any("401" in line for line in without["system_logs"]), without
+    assert password not in server.log_path.read_text(errors="replace")
+    assert password not in json.dumps(arvados_double.records("container_requests", owner_uuid=owner["uuid"]))

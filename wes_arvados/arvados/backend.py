@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib.metadata import version
@@ -110,9 +111,10 @@ class ArvadosBackend(Backend):
     # ---- runs -----------------------------------------------------------------------------------
 
     def submit(self, submission: Submission, credentials: Optional[Dict[str, AuthConfig]] = None) -> str:
-        """Create the run's placeholder request, then prepare and submit it in a process of its own."""
-        if credentials:
-            raise BadRequest("X-Registry-Auth is not supported on the Arvados backend yet")
+        """Create the run's placeholder request, then prepare and submit it in a process of its own.
+
+        `credentials` (from X-Registry-Auth) go to that process with the token, on its stdin: never stored.
+        """
         request = submission.request.to_dict()
         properties: Dict[str, Any] = dict(runs.run_properties(submission.request.tags, request))
         properties[runs.PREPARATION_PROPERTY] = {"state": "queued", "heartbeat": _now(),
@@ -127,7 +129,8 @@ class ArvadosBackend(Backend):
         try:
             _start_preparer(self.config, {
                 "run_id": run["uuid"], "staged": str(work), "workflow": submission.workflow,
-                "job": submission.request.workflow_params, "token": self.token})
+                "job": submission.request.workflow_params, "token": self.token,
+                "credentials": {registry: asdict(auth) for registry, auth in (credentials or {}).items()}})
         except OSError as exc:
             shutil.rmtree(work, ignore_errors=True)
             runs.fail_preparation(self.api, run["uuid"], f"the preparation could not start: {exc}")

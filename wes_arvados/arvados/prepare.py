@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 from ..images.cwl import PULL, find_images
 from ..images.errors import ImageError
 from ..images.reference import parse_normalized_named
+from ..images.registry import AuthConfig
 from ..images.service import ImageService, ImageSettings
 from ..images.stores.keep import KeepImageStore
 from .pin import pin_images
@@ -57,6 +58,8 @@ class Submission:
     job: Dict[str, Any]
     api_host: str
     token: str = field(repr=False)
+    # Registry credentials sent with the run (X-Registry-Auth), for its images only.
+    credentials: Dict[str, AuthConfig] = field(default_factory=dict, repr=False)
     insecure: bool = False
     runner_image: str = ""
     project_uuid: Optional[str] = None
@@ -113,7 +116,8 @@ def _heartbeat(api: Any, run_id: str, canceled: threading.Event, every: float) -
         thread.join()
 
 
-def _images_into_keep(service: ImageService, workflow: Path, runner_image: str, log: Log) -> Dict[str, str]:
+def _images_into_keep(service: ImageService, workflow: Path, runner_image: str, log: Log,
+                      credentials: Dict[str, AuthConfig]) -> Dict[str, str]:
     """Every image the workflow pulls, and the runner image, stored in Keep: image name → portable data hash."""
     pinned: Dict[str, str] = {}
     needs = find_images(str(workflow))
@@ -122,7 +126,7 @@ def _images_into_keep(service: ImageService, workflow: Path, runner_image: str, 
         raise PreparationFailed(f"image {unsupported[0].image or unsupported[0].location} is a "
                                 f"{unsupported[0].source} image; on Arvados only dockerPull images are resolved")
     for name in [n.image for n in needs] + [runner_image]:
-        ensured = service.ensure(parse_normalized_named(name))
+        ensured = service.ensure(parse_normalized_named(name), credentials or None)
         pinned[name] = str(ensured.stored.portable_data_hash)
         log(ensured.summary())
     return pinned
@@ -138,7 +142,7 @@ def prepare(api: Any, submission: Submission, settings: ImageSettings, log: Log,
             store = KeepImageStore(api, project_uuid=submission.project_uuid)
             path, _, fragment = submission.workflow.partition("#")
             pinned = _images_into_keep(ImageService(store, settings), submission.staged / path,
-                                       submission.runner_image, log)
+                                       submission.runner_image, log, submission.credentials)
             pin_images(submission.staged, pinned)
             add_properties_hint(submission.staged / path, fragment, {
                 key: value for key, value in properties.items()

@@ -2,7 +2,8 @@
 
 The web worker that took RunWorkflow starts it and writes the job on its stdin: the
 run id, the staged directory (handed over: it is removed at the end), the workflow,
-the inputs and the caller's token, which is never written anywhere.
+the inputs, the caller's token and any registry credentials sent with the run, which
+are never written anywhere.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 from ..config import RESOLVED_ENV, Config, image_settings
+from ..images.registry import AuthConfig
 from . import runs
 from .api import client_for
 from .backend import runner_image
@@ -33,7 +35,9 @@ def main() -> int:
     submission = Submission(run_id=job["run_id"], staged=staged, workflow=job["workflow"], job=job["job"],
                             api_host=arvados.api_host, token=job["token"], insecure=arvados.api_host_insecure,
                             runner_image=runner_image(config), project_uuid=arvados.project_uuid or None,
-                            runner=str(Path(sys.executable).with_name("arvados-cwl-runner")))
+                            runner=str(Path(sys.executable).with_name("arvados-cwl-runner")),
+                            credentials={registry: AuthConfig(**fields)
+                                         for registry, fields in (job.get("credentials") or {}).items()})
     api = client_for(arvados.api_host, job["token"], arvados.api_host_insecure)
     try:
         prepare(api, submission, image_settings(config), lambda line: log.info("run %s: %s", job["run_id"], line),
