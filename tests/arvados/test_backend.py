@@ -83,6 +83,9 @@ def test_a_run_goes_from_submission_to_outputs_through_wes(
     assert client.status(run_id) == "QUEUED"
     log = client.log(run_id)
     assert log["request"]["workflow_params"] == {"message": "hi"} and log["request"]["tags"] == {"project": "demo"}
+    # The preparation's lines outlive a-c-r's commit (carried in the ProcessProperties hint).
+    assert any(f"image {tool}: pulled" in line for line in log["system_logs"]), log["system_logs"]
+    assert any(f"image {RUNNER_IMAGE}:" in line for line in log["system_logs"]), log["system_logs"]
 
     arvados_double.set_container_state(record["container_uuid"], "Running")
     arvados_double.write_live_log(record["container_uuid"], "stderr.txt", "INFO working\n")

@@ -28,6 +28,7 @@ from ..images.service import ImageService, ImageSettings
 from ..images.stores.keep import KeepImageStore
 from .pin import pin_images
 from .runs import (
+    LOG_PROPERTY,
     PREPARATION_PROPERTY,
     REQUEST_PROPERTY,
     RUN_PROPERTY,
@@ -136,17 +137,24 @@ def prepare(api: Any, submission: Submission, settings: ImageSettings, log: Log,
             heartbeat_seconds: float = HEARTBEAT_SECONDS) -> str:
     """Prepare and submit the run; return a-c-r's output. `PreparationFailed` (marked on the run) if it cannot."""
     canceled = threading.Event()
+    lines: List[str] = []
+
+    def note(line: str) -> None:  # for the run's system_logs: shown while it is prepared, kept once committed
+        log(line)
+        lines.append(f"{_now()} {line}")
+        _mark(api, submission.run_id, lines=lines)
+
     try:
         with _heartbeat(api, submission.run_id, canceled, heartbeat_seconds):
             properties = _mark(api, submission.run_id, state="preparing")
             store = KeepImageStore(api, project_uuid=submission.project_uuid)
             path, _, fragment = submission.workflow.partition("#")
             pinned = _images_into_keep(ImageService(store, settings), submission.staged / path,
-                                       submission.runner_image, log, submission.credentials)
+                                       submission.runner_image, note, submission.credentials)
             pin_images(submission.staged, pinned)
-            add_properties_hint(submission.staged / path, fragment, {
-                key: value for key, value in properties.items()
-                if (key in (RUN_PROPERTY, REQUEST_PROPERTY) or key.startswith(TAG_PREFIX)) and isinstance(value, str)})
+            kept = {key: value for key, value in properties.items()
+                    if (key in (RUN_PROPERTY, REQUEST_PROPERTY) or key.startswith(TAG_PREFIX)) and isinstance(value, str)}
+            add_properties_hint(submission.staged / path, fragment, dict(kept, **{LOG_PROPERTY: json.dumps(lines)}))
         # a-c-r may take a while and will replace the properties: no heartbeat may write them meanwhile.
         before = _mark(api, submission.run_id, state="submitting")
         if canceled.is_set() or (before.get(PREPARATION_PROPERTY) or {}).get("state") == "canceled":

@@ -26,6 +26,7 @@ RUN_PROPERTY = "wes_arvados_run"  # its value: the version of this layout
 RUN_LAYOUT = "1"
 TAG_PREFIX = "wes_arvados_tag:"
 REQUEST_PROPERTY = "wes_arvados_request"
+LOG_PROPERTY = "wes_arvados_system_logs"  # the preparation's lines (JSON), carried onto the committed request
 # {"state": queued|preparing|submitting|failed|canceled, "heartbeat", "stale_after", "message"}
 PREPARATION_PROPERTY = "wes_arvados_preparation"
 # A preparation whose heartbeat is older than its "stale_after" (else this) was abandoned: its process
@@ -256,18 +257,23 @@ def fail_preparation(api: Any, run_id: str, message: str) -> None:
 
 
 def system_logs(properties: Dict[str, Any], now: Optional[datetime] = None) -> List[str]:
-    """What the preparation says of a run that a-c-r has not committed: its failure, cancel or silence."""
+    """The preparation's lines (its images), then what ended it if it never reached a-c-r: failure, cancel, silence."""
     record = properties.get(PREPARATION_PROPERTY)
+    try:
+        kept = json.loads(properties.get(LOG_PROPERTY) or "[]")
+    except (TypeError, ValueError):
+        kept = []
+    lines = [line for line in (kept or (record or {}).get("lines") or []) if isinstance(line, str)]
     if not isinstance(record, dict):
-        return []
+        return lines
     state = preparation_of(properties, now or datetime.now(timezone.utc))
     if state == "failed":
-        return [f"preparation failed: {record.get('message') or 'no reason recorded'}"]
-    if state == "stale":
-        return [f"{STALE_MESSAGE} (last heartbeat: {record.get('heartbeat') or 'none'})"]
-    if state == "canceled":
-        return ["canceled before it was submitted to Arvados"]
-    return []
+        lines.append(f"preparation failed: {record.get('message') or 'no reason recorded'}")
+    elif state == "stale":
+        lines.append(f"{STALE_MESSAGE} (last heartbeat: {record.get('heartbeat') or 'none'})")
+    elif state == "canceled":
+        lines.append("canceled before it was submitted to Arvados")
+    return lines
 
 
 def settle_if_stale(api: Any, request: Dict[str, Any], now: Optional[datetime] = None) -> Dict[str, Any]:
