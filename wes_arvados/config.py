@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import yaml
 
@@ -169,6 +169,10 @@ class Config:
         if self.backend == "arvados" and not self.arvados.api_host:
             raise ConfigError("the arvados backend needs the API server: arvados.api_host or ARVADOS_API_HOST")
         return self
+
+    def child_env(self) -> Dict[str, str]:
+        """This process's environment plus this configuration, for the server's own child processes."""
+        return dict(os.environ, **{RESOLVED_ENV: self.to_json()})
 
     def to_json(self) -> str:
         """Serialize for handing to child processes."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Optional
 
 FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -12,7 +13,7 @@ def utcnow() -> str:
     return datetime.now(timezone.utc).strftime(FORMAT)
 
 
-def age_seconds(timestamp: str) -> float:
-    """Seconds since a timestamp made by `utcnow`."""
+def age_seconds(timestamp: str, now: Optional[datetime] = None) -> float:
+    """Seconds from a timestamp made by `utcnow` to `now` (default: now)."""
     then = datetime.strptime(timestamp, FORMAT).replace(tzinfo=timezone.utc)
-    return (datetime.now(timezone.utc) - then).total_seconds()
+    return ((now or datetime.now(timezone.utc)) - then).total_seconds()

@@ -49,6 +49,15 @@ def server(arvados_double: ArvadosDouble, registry: Registry, image_factory: Ima
         wes.stop()
 
 
+def _tool_workflow(registry: Any, image_factory: ImageFactory, path: Path) -> str:  # noqa: F811
+    """A tool image of its own pushed to `registry` (a Registry or FaultProxy), and a workflow at `path` using it."""
+    repo = unique("tools/echo")
+    push(registry, repo, "1", image_factory.docker_schema2())
+    image = f"{registry.host}/{repo}:1"
+    path.write_text(WORKFLOW.format(image=image))
+    return image
+
+
 def _client(server: WesServer, token: str) -> WesClient:
     client = WesClient(server.url)
     client.http.headers["Authorization"] = f"Bearer {token}"
@@ -71,9 +80,7 @@ def test_a_run_goes_from_submission_to_outputs_through_wes(
         server: WesServer, arvados_double: ArvadosDouble, arvados_client: Client, registry: Registry,  # noqa: F811
         image_factory: ImageFactory, hello_world_image: Dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
     owner, other = new_user(arvados_double, arvados_client, "wes"), new_user(arvados_double, arvados_client, "wes")
-    tool = f"{registry.host}/{unique('tools/echo')}:1"
-    push(registry, tool.split("/", 1)[1].rsplit(":", 1)[0], "1", image_factory.docker_schema2())
-    (tmp_path / "wf.cwl").write_text(WORKFLOW.format(image=tool))
+    tool = _tool_workflow(registry, image_factory, tmp_path / "wf.cwl")
     client = _client(server, owner["token"])
     run_id = client.run(tmp_path / "wf.cwl", {"message": "hi"}, tags={"project": "demo"})
 
@@ -128,9 +135,7 @@ def test_a_run_canceled_while_its_container_is_queued_is_canceled(
         server: WesServer, arvados_double: ArvadosDouble, arvados_client: Client, registry: Registry,  # noqa: F811
         image_factory: ImageFactory, tmp_path: Path) -> None:  # noqa: F811
     owner = new_user(arvados_double, arvados_client, "wes")
-    tool = f"{registry.host}/{unique('tools/echo')}:1"
-    push(registry, tool.split("/", 1)[1].rsplit(":", 1)[0], "1", image_factory.docker_schema2())
-    (tmp_path / "wf.cwl").write_text(WORKFLOW.format(image=tool))
+    _tool_workflow(registry, image_factory, tmp_path / "wf.cwl")
     client = _client(server, owner["token"])
     run_id = client.run(tmp_path / "wf.cwl", {"message": "hi"})
     _committed(arvados_double, run_id)
@@ -158,9 +163,7 @@ def test_toil_wes_cwl_runner_runs_a_workflow_on_arvados_with_an_arvados_token(
         server: WesServer, arvados_double: ArvadosDouble, arvados_client: Client, registry: Registry,  # noqa: F811
         image_factory: ImageFactory, tmp_path: Path) -> None:  # noqa: F811
     owner = new_user(arvados_double, arvados_client, "toil")
-    tool = f"{registry.host}/{unique('tools/echo')}:1"
-    push(registry, tool.split("/", 1)[1].rsplit(":", 1)[0], "1", image_factory.docker_schema2())
-    (tmp_path / "wf.cwl").write_text(WORKFLOW.format(image=tool))
+    _tool_workflow(registry, image_factory, tmp_path / "wf.cwl")
     (tmp_path / "job.yml").write_text("message: hi\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(TOIL_WES_USER="anyone", TOIL_WES_PASSWORD=owner["token"],  # HTTP Basic, the token as password
@@ -199,9 +202,7 @@ def test_two_servers_share_the_runs_and_a_dead_preparation_ends_in_a_system_erro
     try:
         owner = new_user(arvados_double, arvados_client, "two")
         via_one, via_two = _client(one, owner["token"]), _client(two, owner["token"])
-        fast = f"{registry.host}/{unique('tools/echo')}:1"
-        push(registry, fast.split("/", 1)[1].rsplit(":", 1)[0], "1", image_factory.docker_schema2())
-        (tmp_path / "fast.cwl").write_text(WORKFLOW.format(image=fast))
+        _tool_workflow(registry, image_factory, tmp_path / "fast.cwl")
         run_id = via_one.run(tmp_path / "fast.cwl", {"message": "hi"})
         _committed(arvados_double, run_id)
         assert via_two.status(run_id) == "QUEUED"  # followed through the other server
@@ -209,10 +210,8 @@ def test_two_servers_share_the_runs_and_a_dead_preparation_ends_in_a_system_erro
         assert via_one.status(run_id) == "CANCELED"
 
         # A preparation whose process dies (its machine restarted) is reported, within bounds, by either.
-        slow = f"{fault_proxy.host}/{unique('tools/slow')}:1"
-        push(fault_proxy, slow.split("/", 1)[1].rsplit(":", 1)[0], "1", image_factory.docker_schema2())
+        _tool_workflow(fault_proxy, image_factory, tmp_path / "slow.cwl")
         fault_proxy.add_rule("/blobs/", Delay(10, after_bytes=10), method="GET", times=None)
-        (tmp_path / "slow.cwl").write_text(WORKFLOW.format(image=slow))
         stuck = via_one.run(tmp_path / "slow.cwl", {"message": "hi"})
         deadline = time.monotonic() + 60
         while via_two.status(stuck) != "INITIALIZING":

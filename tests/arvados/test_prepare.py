@@ -12,7 +12,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from wes_arvados.arvados.prepare import PreparationFailed, Submission, prepare
+from wes_arvados.arvados.prepare import PreparationFailed, PreparationJob, prepare
 from wes_arvados.arvados.runs import (
     PREPARATION_PROPERTY,
     request_and_container,
@@ -40,7 +40,7 @@ def _settings(registry: Registry, tmp_path: Path) -> ImageSettings:  # noqa: F81
                          policy=ImagePolicy())
 
 
-def _submission(double: ArvadosDouble, api: Any, token: str, tmp_path: Path, image: str) -> Submission:
+def _submission(double: ArvadosDouble, api: Any, token: str, tmp_path: Path, image: str) -> PreparationJob:
     run = api.container_requests().create(body={"container_request": placeholder(
         unique("wes run"), RUNNER_IMAGE, dict(run_properties({"project": "demo"}, {}),
                                               **{PREPARATION_PROPERTY: {"state": "queued"}}))}).execute()
@@ -48,7 +48,7 @@ def _submission(double: ArvadosDouble, api: Any, token: str, tmp_path: Path, ima
     staged.mkdir()
     (staged / "wf.cwl").write_text(WORKFLOW.format(image=image))
     runner = str(Path(sys.executable).parent / "arvados-cwl-runner")
-    return Submission(run_id=run["uuid"], staged=staged, workflow="wf.cwl", job={"message": "hi"},
+    return PreparationJob(run_id=run["uuid"], staged=staged, workflow="wf.cwl", job={"message": "hi"},
                       api_host=double.host, token=token, insecure=True, runner_image=RUNNER_IMAGE, runner=runner)
 
 

@@ -14,17 +14,17 @@ import shutil
 import subprocess
 import sys
 from dataclasses import asdict
-from datetime import datetime, timezone
 from functools import lru_cache
 from importlib.metadata import version
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..config import RESOLVED_ENV, Config
+from ..config import Config
 from ..errors import BadRequest, NotFound, Unauthorized
 from ..http import Client
 from ..images.reference import Reference
 from ..images.registry import AuthConfig
 from ..images.stores.base import StoredImage
+from ..timestamps import utcnow
 from ..wes.backend import Backend
 from ..wes.models import (
     Content,
@@ -54,10 +54,6 @@ def runner_version() -> str:
 def runner_image(config: Config) -> str:
     """The image of a-c-r's runner container: the configured one, else arvados/jobs:<installed a-c-r version>."""
     return config.arvados.runner_image or f"arvados/jobs:{runner_version()}"
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class ArvadosBackend(Backend):
@@ -117,7 +113,7 @@ class ArvadosBackend(Backend):
         """
         request = submission.request.to_dict()
         properties: Dict[str, Any] = dict(runs.run_properties(submission.request.tags, request))
-        properties[runs.PREPARATION_PROPERTY] = {"state": "queued", "heartbeat": _now(),
+        properties[runs.PREPARATION_PROPERTY] = {"state": "queued", "heartbeat": utcnow(),
                                                  "stale_after": self.config.arvados.heartbeat_timeout}
         name = os.path.basename(submission.workflow.partition("#")[0]) or "workflow"
         with api_errors("the project to run in was not found"):
@@ -203,7 +199,7 @@ class ArvadosBackend(Backend):
         return files.output(self.api, request, relpath)
 
     def _http(self) -> Client:
-        return Client(insecure=self.config.arvados.api_host_insecure)
+        return _http_client(self.config.arvados.api_host_insecure)
 
     # ---- images ---------------------------------------------------------------------------------
 
@@ -222,6 +218,12 @@ class ArvadosBackend(Backend):
         return "keep", []
 
 
+@lru_cache(maxsize=2)
+def _http_client(insecure: bool) -> Client:
+    """The client that reads live logs from the API server: one per process (its pools and TLS set-up shared)."""
+    return Client(insecure=insecure)
+
+
 def _request_fields(request: Dict[str, Any]) -> Dict[str, Any]:
     """The RunRequest fields of a stored request, with the required ones present."""
     fields: Dict[str, Any] = {k: request.get(k) for k in ("workflow_params", "workflow_type", "workflow_type_version",
@@ -236,7 +238,7 @@ def _request_fields(request: Dict[str, Any]) -> Dict[str, Any]:
 
 def _start_preparer(config: Config, job: Dict[str, Any]) -> None:
     """Start the preparation process of one run; the job (token included) goes on its stdin, never to disk."""
-    env = dict(os.environ, **{RESOLVED_ENV: config.to_json()})
+    env = config.child_env()
     proc = subprocess.Popen([sys.executable, "-m", "wes_arvados.arvados.preparer", job["run_id"]],
                             stdin=subprocess.PIPE,
                             start_new_session=True, env=env)

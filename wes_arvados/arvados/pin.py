@@ -45,15 +45,28 @@ def _requirements(node: Any) -> Iterator[MutableMapping[str, Any]]:
                 yield from _requirements(value)
 
 
+def round_trip() -> YAML:
+    """ruamel.yaml in round-trip mode: a document dumped again keeps its order, comments and quotes."""
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    return yaml
+
+
+def dump(yaml: YAML, document: Any, path: Path) -> None:
+    """Write `document` to `path` with `yaml`."""
+    out = io.StringIO()
+    yaml.dump(document, out)
+    path.write_text(out.getvalue(), encoding="utf-8")
+
+
 def pin_images(staged: Path, pdh_by_image: Dict[str, str]) -> List[str]:
     """Add the PDH key to each DockerRequirement under `staged` whose pulled image is in `pdh_by_image`.
 
     Returns the relative paths of the files rewritten. A file that is not YAML (or
     JSON) is left alone: it is no CWL document.
     """
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
-    yaml.width = 4096
+    yaml = round_trip()
     changed: List[str] = []
     for path in sorted(p for p in staged.rglob("*") if p.is_file() and p.suffix in CWL_SUFFIXES):
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -72,8 +85,6 @@ def pin_images(staged: Path, pdh_by_image: Dict[str, str]) -> List[str]:
                 requirement[PDH_KEY] = pdh_by_image[found[0]]
                 touched = True
         if touched:
-            out = io.StringIO()
-            yaml.dump(document, out)
-            path.write_text(out.getvalue(), encoding="utf-8")
+            dump(yaml, document, path)
             changed.append(str(path.relative_to(staged)))
     return changed

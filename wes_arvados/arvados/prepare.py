@@ -16,7 +16,6 @@ import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
@@ -26,6 +25,7 @@ from ..images.reference import parse_normalized_named
 from ..images.registry import AuthConfig
 from ..images.service import ImageService, ImageSettings
 from ..images.stores.keep import KeepImageStore
+from ..timestamps import utcnow
 from .pin import pin_images
 from .runs import (
     LOG_PROPERTY,
@@ -50,7 +50,7 @@ class PreparationCanceled(Exception):
 
 
 @dataclass
-class Submission:
+class PreparationJob:
     """What a-c-r needs to commit a run: where it is staged and how to reach Arvados as the caller."""
 
     run_id: str
@@ -66,10 +66,6 @@ class Submission:
     project_uuid: Optional[str] = None
     options: Sequence[str] = ()
     runner: str = "arvados-cwl-runner"
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 _MARKING = threading.Lock()  # the heartbeat and the preparation update the same properties
@@ -89,7 +85,7 @@ def _mark(api: Any, run_id: str, **fields: Any) -> Dict[str, Any]:
         record = dict(properties.get(PREPARATION_PROPERTY) or {})
         if record.get("state") == "canceled":
             fields.pop("state", None)  # a cancel stays a cancel
-        properties[PREPARATION_PROPERTY] = dict(record, heartbeat=_now(), **fields)
+        properties[PREPARATION_PROPERTY] = dict(record, heartbeat=utcnow(), **fields)
         api.container_requests().update(uuid=run_id, body={"properties": properties}).execute()
         return previous
 
@@ -133,7 +129,7 @@ def _images_into_keep(service: ImageService, workflow: Path, runner_image: str, 
     return pinned
 
 
-def prepare(api: Any, submission: Submission, settings: ImageSettings, log: Log,
+def prepare(api: Any, submission: PreparationJob, settings: ImageSettings, log: Log,
             heartbeat_seconds: float = HEARTBEAT_SECONDS) -> str:
     """Prepare and submit the run; return a-c-r's output. `PreparationFailed` (marked on the run) if it cannot."""
     canceled = threading.Event()
@@ -141,7 +137,7 @@ def prepare(api: Any, submission: Submission, settings: ImageSettings, log: Log,
 
     def note(line: str) -> None:  # for the run's system_logs: shown while it is prepared, kept once committed
         log(line)
-        lines.append(f"{_now()} {line}")
+        lines.append(f"{utcnow()} {line}")
         _mark(api, submission.run_id, lines=lines)
 
     try:
@@ -173,7 +169,7 @@ def prepare(api: Any, submission: Submission, settings: ImageSettings, log: Log,
         raise
 
 
-def _submit(submission: Submission) -> str:
+def _submit(submission: PreparationJob) -> str:
     """Run a-c-r as the caller, with a HOME of its own; its output, or `PreparationFailed` with it."""
     job = submission.staged / ".wes-job.json"
     job.write_text(json.dumps(submission.job))

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import sys
 from pathlib import Path
 
-from ..config import RESOLVED_ENV, Config, image_settings
+from ..config import image_settings, load_config
 from ..images.registry import AuthConfig
 from . import runs
 from .api import client_for
 from .backend import runner_image
-from .prepare import PreparationCanceled, PreparationFailed, Submission, prepare
+from .prepare import PreparationCanceled, PreparationFailed, PreparationJob, prepare
 
 log = logging.getLogger("wes_arvados.arvados.preparer")
 
@@ -28,11 +27,11 @@ log = logging.getLogger("wes_arvados.arvados.preparer")
 def main() -> int:
     """Prepare and submit the run described on stdin; the exit status says whether a-c-r committed it."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = Config.from_json(os.environ[RESOLVED_ENV])
+    config = load_config()
     job = json.loads(sys.stdin.read())
     staged = Path(job["staged"])
     arvados = config.arvados
-    submission = Submission(run_id=job["run_id"], staged=staged, workflow=job["workflow"], job=job["job"],
+    submission = PreparationJob(run_id=job["run_id"], staged=staged, workflow=job["workflow"], job=job["job"],
                             api_host=arvados.api_host, token=job["token"], insecure=arvados.api_host_insecure,
                             runner_image=runner_image(config), project_uuid=arvados.project_uuid or None,
                             runner=str(Path(sys.executable).with_name("arvados-cwl-runner")),

@@ -10,14 +10,14 @@ Everything here reads with the caller's own API client: Arvados' permissions dec
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import BadRequest, NotFound
+from ..timestamps import age_seconds
+from ..wes import pages
 from ..wes.models import Page, RunSummary
 from ..wes.states import ArvadosRun, State, state_from_arvados
 from .api import api_errors
@@ -64,11 +64,6 @@ def tags_of(properties: Dict[str, Any]) -> Dict[str, str]:
     return {key[len(TAG_PREFIX):]: value for key, value in properties.items() if key.startswith(TAG_PREFIX)}
 
 
-def _age(timestamp: str, now: datetime) -> float:
-    then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    return (now - then).total_seconds()
-
-
 def preparation_of(properties: Dict[str, Any], now: datetime) -> Optional[str]:
     """The preparation's state as `state_from_arvados` reads it, "stale" when its heartbeat stopped."""
     preparation = properties.get(PREPARATION_PROPERTY)
@@ -79,7 +74,7 @@ def preparation_of(properties: Dict[str, Any], now: datetime) -> Optional[str]:
         heartbeat = preparation.get("heartbeat")
         allowed = float(preparation.get("stale_after") or STALE_AFTER_SECONDS) + \
             (SUBMIT_SECONDS if state == "submitting" else 0)
-        if not isinstance(heartbeat, str) or _age(heartbeat, now) > allowed:
+        if not isinstance(heartbeat, str) or age_seconds(heartbeat, now) > allowed:
             return "stale"
     return state if isinstance(state, str) else None
 
@@ -114,20 +109,17 @@ class Position:
 
     def encode(self) -> str:
         """An opaque page token."""
-        return base64.urlsafe_b64encode(json.dumps([self.created_at, self.uuid]).encode()).decode().rstrip("=")
+        return pages.encode([self.created_at, self.uuid])
 
     @classmethod
     def decode(cls, token: Optional[str]) -> Optional["Position"]:
         """The position behind a token this server made; `BadRequest` for any other."""
         if not token:
             return None
-        try:
-            created_at, uuid = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-            if not isinstance(created_at, str) or not isinstance(uuid, str):
-                raise ValueError
-        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-            raise BadRequest(f"page_token {token!r} was not issued by this server") from None
-        return cls(created_at, uuid)
+        value = pages.decode(token)
+        if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+            raise BadRequest(f"page_token {token!r} is not valid")
+        return cls(value[0], value[1])
 
 
 def list_filters(tags: Dict[str, str]) -> List[list]:

@@ -11,11 +11,10 @@ a CWL expression; `literal` escapes values so they arrive as written.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any, Dict, List, MutableMapping, Optional, Sequence
 
-from ruamel.yaml import YAML
+from .pin import dump, round_trip
 
 PROPERTIES_HINT = "http://arvados.org/cwl#ProcessProperties"
 RUNNER_OUTPUT = "/var/spool/cwl"  # where a-c-r's runner request writes; the placeholder's only mount
@@ -56,9 +55,7 @@ def _main_process(document: Any, fragment: str) -> MutableMapping[str, Any]:
 
 def add_properties_hint(workflow: Path, fragment: str, properties: Dict[str, str]) -> None:
     """Give the workflow's main process a ProcessProperties hint carrying `properties` literally."""
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
-    yaml.width = 4096
+    yaml = round_trip()
     document = yaml.load(workflow.read_text(encoding="utf-8"))
     process = _main_process(document, fragment)
     hint = {"class": PROPERTIES_HINT, "processProperties": [
@@ -71,9 +68,7 @@ def add_properties_hint(workflow: Path, fragment: str, properties: Dict[str, str
         hints.append(hint)
     else:  # map form: {class name: fields}
         hints[PROPERTIES_HINT] = {k: v for k, v in hint.items() if k != "class"}
-    out = io.StringIO()
-    yaml.dump(document, out)
-    workflow.write_text(out.getvalue(), encoding="utf-8")
+    dump(yaml, document, workflow)
 
 
 def submit_command(runner: str, workflow: str, job: str, run_id: str, runner_image: str,

@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
-from ..config import RESOLVED_ENV, Config
+from ..config import Config, load_config
 from ..errors import NotFound
 from ..images.errors import ImageError
 from ..images.reference import Reference, parse_normalized_named
@@ -102,7 +102,7 @@ def start_queued(config: Config, records: ImagePullRecords) -> Dict[str, subproc
     """Start a process for every queued pull not yet claimed (the scheduler's part); pull id → process."""
     started: Dict[str, subprocess.Popen] = {}
     while (pull_id := records.claim_queued(utcnow())) is not None:
-        env = dict(os.environ, **{RESOLVED_ENV: config.to_json()})
+        env = config.child_env()
         try:
             proc = subprocess.Popen([sys.executable, "-m", __name__, pull_id], start_new_session=True,
                                     env=env, stdin=subprocess.DEVNULL)
@@ -149,7 +149,7 @@ def main(argv: list) -> int:
     from .runtime import detect_runtime
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = Config.from_json(os.environ[RESOLVED_ENV])
+    config = load_config()
     pull_id = argv[1]
     runtime = detect_runtime(config.images.runtime)
     if runtime is None:

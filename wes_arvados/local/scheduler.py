@@ -7,13 +7,12 @@ one write transaction, so it starts exactly once.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import threading
 from typing import Dict, Optional
 
-from ..config import RESOLVED_ENV, Config
+from ..config import Config
 from ..processes import alive, kill_engine, start_time
 from ..timestamps import age_seconds, utcnow
 from ..wes.states import ACTIVE, RUNNER_SOFTWARE_EXIT, State
@@ -91,7 +90,7 @@ class Scheduler:
 
     def launch(self, run_id: str) -> None:
         """Start the supervisor of a claimed run in a session of its own."""
-        env = dict(os.environ, **{RESOLVED_ENV: self.config.to_json()})
+        env = self.config.child_env()
         proc = subprocess.Popen(
             [sys.executable, "-m", "wes_arvados.local.supervisor", run_id],
             start_new_session=True, env=env, stdin=subprocess.DEVNULL,

@@ -10,7 +10,7 @@ import sys
 import threading
 from typing import Any, List
 
-from ..config import RESOLVED_ENV, Config
+from ..config import Config
 from ..processes import die_with_parent
 from ..wes.backend import make_backend
 
@@ -34,7 +34,7 @@ def serve(config: Config) -> int:
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.makedirs(config.state_dir, exist_ok=True)
     work = make_backend(config).background_work()
-    env = dict(os.environ, **{RESOLVED_ENV: config.to_json()})
+    env = config.child_env()
     web = subprocess.Popen(gunicorn_command(config), env=env, preexec_fn=die_with_parent)
     stop = threading.Event()
 

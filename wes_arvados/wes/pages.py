@@ -1,29 +1,38 @@
-"""Page tokens: opaque to clients, a position to the server that issued them."""
+"""Page tokens: opaque to clients, a position (any JSON value) to the server that issued them."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-from typing import Optional
+from typing import Any, Optional
 
 from ..errors import BadRequest
 
 
-def encode_token(value: int) -> str:
+def encode(position: Any) -> str:
     """An opaque page token for a position."""
-    return base64.urlsafe_b64encode(json.dumps({"p": value}).encode()).decode().rstrip("=")
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
+
+
+def decode(token: str) -> Any:
+    """The position behind a page token; `BadRequest` for a token this server did not make."""
+    try:
+        return json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest(f"page_token {token!r} is not valid") from None
+
+
+def encode_token(value: int) -> str:
+    """An opaque page token for an index."""
+    return encode({"p": value})
 
 
 def decode_token(token: Optional[str]) -> Optional[int]:
-    """The position behind a page token; `BadRequest` for a token this server did not make."""
+    """The index behind a page token made by `encode_token`; `BadRequest` for any other."""
     if not token:
         return None
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        value = data["p"]
-        if not isinstance(value, int) or value < 0:
-            raise ValueError
-        return value
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise BadRequest(f"page_token {token!r} is not valid") from None
+    value = decode(token)
+    if not isinstance(value, dict) or not isinstance(value.get("p"), int) or value["p"] < 0:
+        raise BadRequest(f"page_token {token!r} is not valid")
+    return value["p"]
