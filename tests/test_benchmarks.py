@@ -36,6 +36,11 @@ KEEP_CASES = [
     "wes-arvados pull --arvados (cold cache, empty Keep)",
     "wes-arvados pull --arvados again (unchanged)",
 ]
+SUBMIT_CASES = [
+    "POST /runs -> committed, images not in Keep",
+    "POST /runs -> committed, images in Keep",
+    "arvados-cwl-runner --submit --no-wait (in Keep)",
+]
 KEEP_PEER_CASES = [
     "(docker pull, before arv-keepdocker)",
     "arv-keepdocker (docker save + arv-put)",
@@ -58,9 +63,9 @@ def run_smoke(script: str) -> str:
     return stdout
 
 
-def assert_table_rows(stdout: str, cases: List[str]) -> None:
+def assert_table_rows(stdout: str, cases: List[str], header: str = r"^case\s+wall s\s+CPU s\s+RSS MB") -> None:
     """Each case has a row of the table: its name, then figures (whatever they are)."""
-    assert re.search(r"^case\s+wall s\s+CPU s\s+RSS MB", stdout, re.M), f"no table header in:\n{stdout}"
+    assert re.search(header, stdout, re.M), f"no table header in:\n{stdout}"
     missing = [case for case in cases if not re.search(rf"^\s*{re.escape(case)}\s+\d+\.\d+\s", stdout, re.M)]
     assert missing == [], f"no table row for {missing} in:\n{stdout}"
 
@@ -86,3 +91,9 @@ def test_keep_benchmark_smoke_run_prints_a_row_for_every_case_arv_keepdocker_inc
     stdout = run_smoke("keep_benchmark.py")
     # Without a Docker daemon (outside CI) the script leaves out the peer, and so does this check.
     assert_table_rows(stdout, KEEP_CASES + (KEEP_PEER_CASES if no_docker is None else []))
+
+
+def test_submit_benchmark_smoke_run_prints_a_row_for_every_case_arvados_cwl_runner_included() -> None:
+    require_registry()
+    stdout = run_smoke("submit_benchmark.py")
+    assert_table_rows(stdout, SUBMIT_CASES, header=r"^case\s+wall s\s+x peer")

@@ -137,6 +137,10 @@ class WesClient:
         """GET a path below the WES base URL."""
         return self.http.get(self.url + path, timeout=30, **kw)
 
+    def post(self, path: str, **kw: Any) -> requests.Response:
+        """POST to a path below the WES base URL."""
+        return self.http.post(self.url + path, timeout=30, **kw)
+
     def status(self, run_id: str) -> str:
         """The run's state."""
         response = self.get(f"/runs/{run_id}/status")

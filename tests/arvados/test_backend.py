@@ -82,10 +82,16 @@ def test_a_run_goes_from_submission_to_outputs_through_wes(
     owner, other = new_user(arvados_double, arvados_client, "wes"), new_user(arvados_double, arvados_client, "wes")
     tool = _tool_workflow(registry, image_factory, tmp_path / "wf.cwl")
     client = _client(server, owner["token"])
-    run_id = client.run(tmp_path / "wf.cwl", {"message": "hi"}, tags={"project": "demo"})
+    refused = client.submit(tmp_path / "wf.cwl", {"message": "hi"}, workflow_engine_parameters={"--local": None})
+    assert refused.status_code == 400 and "--local is not allowed" in refused.json()["msg"]
+    assert arvados_double.records("container_requests", owner_uuid=owner["uuid"]) == []  # nothing half-made
+    run_id = client.run(tmp_path / "wf.cwl", {"message": "hi"}, tags={"project": "demo"},
+                        workflow_engine_parameters={"priority": "7", "--output-name": "greeting",
+                                                    "--outdir": "/elsewhere"})
 
     record = _committed(arvados_double, run_id)
     assert record["command"][0] == "arvados-cwl-runner" and record["owner_uuid"] == owner["uuid"]
+    assert record["priority"] == 7 and "--output-name=greeting" in record["command"]  # a-c-r took the options
     assert "dockerCollectionPDH" in json.dumps(record["mounts"]["/var/lib/cwl/workflow.json"]["content"])
     assert client.status(run_id) == "QUEUED"
     log = client.log(run_id)
@@ -93,6 +99,7 @@ def test_a_run_goes_from_submission_to_outputs_through_wes(
     # The preparation's lines outlive a-c-r's commit (carried in the ProcessProperties hint).
     assert any(f"image {tool}: pulled" in line for line in log["system_logs"]), log["system_logs"]
     assert any(f"image {RUNNER_IMAGE}:" in line for line in log["system_logs"]), log["system_logs"]
+    assert any("--outdir ignored: the server sets it" in line for line in log["system_logs"]), log["system_logs"]
 
     arvados_double.set_container_state(record["container_uuid"], "Running")
     arvados_double.write_live_log(record["container_uuid"], "stderr.txt", "INFO working\n")
@@ -131,17 +138,45 @@ def test_a_run_goes_from_submission_to_outputs_through_wes(
     assert secret not in json.dumps(arvados_double.record(run_id))  # nor put in a property
 
 
-def test_a_run_canceled_while_its_container_is_queued_is_canceled(
+def test_the_wes_states_follow_the_containers_the_dispatcher_drives(
         server: WesServer, arvados_double: ArvadosDouble, arvados_client: Client, registry: Registry,  # noqa: F811
         image_factory: ImageFactory, tmp_path: Path) -> None:  # noqa: F811
-    owner = new_user(arvados_double, arvados_client, "wes")
+    owner = new_user(arvados_double, arvados_client, "states")
     _tool_workflow(registry, image_factory, tmp_path / "wf.cwl")
     client = _client(server, owner["token"])
-    run_id = client.run(tmp_path / "wf.cwl", {"message": "hi"})
-    _committed(arvados_double, run_id)
-    assert client.http.post(f"{client.url}/runs/{run_id}/cancel", timeout=30).status_code == 200
-    assert client.status(run_id) == "CANCELED"
-    assert arvados_double.record(run_id)["state"] == "Final"  # not left on hold
+    failing, canceled, preempted, held = (client.run(tmp_path / "wf.cwl", {"message": m}) for m in "abcd")
+
+    _committed(arvados_double, held)  # canceled while its container is Queued: Final, not left on hold
+    assert client.http.post(f"{client.url}/runs/{held}/cancel", timeout=30).status_code == 200
+    assert client.status(held) == "CANCELED"
+    assert arvados_double.record(held)["state"] == "Final"
+
+    container = _committed(arvados_double, failing)["container_uuid"]
+    assert client.status(failing) == "QUEUED"
+    arvados_double.set_container_state(container, "Locked")
+    assert client.status(failing) == "INITIALIZING"
+    arvados_double.set_container_state(container, "Running")
+    assert client.status(failing) == "RUNNING"
+    arvados_double.set_container_state(container, "Complete", exit_code=3, log={"stderr.txt": "failed\n"})
+    log = client.log(failing)
+    assert (log["state"], log["run_log"]["exit_code"]) == ("EXECUTOR_ERROR", 3)
+
+    container = _committed(arvados_double, canceled)["container_uuid"]
+    arvados_double.set_container_state(container, "Running")
+    assert client.http.post(f"{client.url}/runs/{canceled}/cancel", timeout=30).status_code == 200
+    assert client.status(canceled) == "CANCELING"  # priority 0; the container still runs
+    arvados_double.set_container_state(container, "Cancelled")  # the dispatcher stops it
+    assert client.status(canceled) == "CANCELED"
+
+    record = _committed(arvados_double, preempted)
+    notice = {"preemptionNotice": "spot instance reclaimed"}
+    for attempt in range(record["container_count_max"]):
+        arvados_double.set_container_state(record["container_uuid"], "Running")
+        arvados_double.set_container_state(record["container_uuid"], "Cancelled", runtime_status=notice)
+        record = arvados_double.record(preempted)
+        if record["state"] == "Committed":  # Arvados retried: the run follows the new container
+            assert client.status(preempted) == "QUEUED", attempt
+    assert record["state"] == "Final" and client.status(preempted) == "PREEMPTED"
 
 
 def test_a_run_whose_image_cannot_be_had_is_a_system_error_that_names_it(
@@ -159,34 +194,62 @@ def test_a_run_whose_image_cannot_be_had_is_a_system_error_that_names_it(
     assert arvados_double.record(run_id)["state"] == "Uncommitted"  # a-c-r never ran; nothing was half-submitted
 
 
-def test_toil_wes_cwl_runner_runs_a_workflow_on_arvados_with_an_arvados_token(
-        server: WesServer, arvados_double: ArvadosDouble, arvados_client: Client, registry: Registry,  # noqa: F811
-        image_factory: ImageFactory, tmp_path: Path) -> None:  # noqa: F811
-    owner = new_user(arvados_double, arvados_client, "toil")
-    _tool_workflow(registry, image_factory, tmp_path / "wf.cwl")
-    (tmp_path / "job.yml").write_text("message: hi\n")
+def _toil_run(server: WesServer, double: ArvadosDouble, owner: Dict[str, Any], workdir: Path) -> Dict[str, Any]:
+    """Run wf.cwl with job.yml in `workdir` through toil-wes-cwl-runner as `owner`, playing Arvados' dispatcher.
+
+    Returns the runner request a-c-r committed; fails unless the runner exits 0 printing the empty output object.
+    """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(TOIL_WES_USER="anyone", TOIL_WES_PASSWORD=owner["token"],  # HTTP Basic, the token as password
                PATH=os.pathsep.join([str(PEERS_BIN), env.get("PATH", "")]))  # its cwltool --print-deps
     endpoint = server.url.split("/ga4gh/")[0]
+    before = {r["uuid"] for r in double.records("container_requests", owner_uuid=owner["uuid"])}
     runner = subprocess.Popen([str(TOIL_WES_RUNNER), f"--wes_endpoint={endpoint}", "wf.cwl", "job.yml"],
-                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        # Play Arvados' dispatcher: once a-c-r has committed the run, its container runs and completes.
+        # Once a-c-r has committed the run, its container runs and completes.
         deadline = time.monotonic() + 120
-        while not (committed := arvados_double.records("container_requests", owner_uuid=owner["uuid"],
-                                                       state="Committed")):
+        while not (committed := [r for r in double.records("container_requests", owner_uuid=owner["uuid"],
+                                                           state="Committed") if r["uuid"] not in before]):
             assert time.monotonic() < deadline and runner.poll() is None, runner.communicate(timeout=5)
             time.sleep(0.3)
-        arvados_double.set_container_state(committed[0]["container_uuid"], "Complete", exit_code=0,
-                                           log={"stderr.txt": "done\n"}, output={"cwl.output.json": "{}"})
+        double.set_container_state(committed[0]["container_uuid"], "Complete", exit_code=0,
+                                   log={"stderr.txt": "done\n"}, output={"cwl.output.json": "{}"})
         stdout, stderr = runner.communicate(timeout=120)
     finally:
         if runner.poll() is None:
             runner.kill()
     assert runner.returncode == 0, stderr
     assert json.loads(stdout) == {}
-    assert committed[0]["uuid"] in {r["run_id"] for r in _client(server, owner["token"]).get("/runs").json()["runs"]}
+    return committed[0]
+
+
+def test_toil_wes_cwl_runner_runs_a_workflow_on_arvados_with_an_arvados_token(
+        server: WesServer, arvados_double: ArvadosDouble, arvados_client: Client, registry: Registry,  # noqa: F811
+        image_factory: ImageFactory, tmp_path: Path) -> None:  # noqa: F811
+    from arvados.commands.keepdocker import list_images_in_arv
+
+    owner = new_user(arvados_double, arvados_client, "toil")
+    tool = _tool_workflow(registry, image_factory, tmp_path / "wf.cwl")
+    (tmp_path / "job.yml").write_text("message: hi\n")
+    committed = _toil_run(server, arvados_double, owner, tmp_path)
+    assert committed["uuid"] in {r["run_id"] for r in _client(server, owner["token"]).get("/runs").json()["runs"]}
+
+    # Both images are in Keep as arv-keepdocker leaves them, and the run uses them by portable data hash.
+    pdh = {}
+    for image in (tool, RUNNER_IMAGE):
+        found = list_images_in_arv(owner["api"], 3, *image.rsplit(":", 1))
+        assert len(found) == 1, (image, found)
+        pdh[image] = owner["api"].collections().get(uuid=found[0][0]).execute()["portable_data_hash"]
+    workflow = json.dumps(committed["mounts"]["/var/lib/cwl/workflow.json"]["content"])
+    assert f'dockerCollectionPDH": "{pdh[tool]}"' in workflow, workflow
+    assert committed["container_image"] == pdh[RUNNER_IMAGE]
+
+    # The same workflow again: its images are found in Keep, and no image byte is uploaded.
+    arvados_double.reset_counters()
+    again = _toil_run(server, arvados_double, owner, tmp_path)
+    assert again["uuid"] != committed["uuid"] and again["container_image"] == pdh[RUNNER_IMAGE]
+    assert arvados_double.keep_put_bytes < 64 << 10, arvados_double.keep_put_bytes  # the workflow's own files
 
 
 def test_two_servers_share_the_runs_and_a_dead_preparation_ends_in_a_system_error(

@@ -8,9 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any, Dict
 
+import arvados_cwl
+import pytest
+
 from wes_arvados.arvados.pin import pin_images
 from wes_arvados.arvados.runs import RUN_PROPERTY, list_runs, run_properties, tags_of
-from wes_arvados.arvados.submit import add_properties_hint, placeholder, submit_command
+from wes_arvados.arvados.submit import ARVADOS_CWL_RUNNER, add_properties_hint, placeholder, submit_command
+from wes_arvados.errors import BadRequest
 
 from .double import ArvadosDouble
 from .test_double import (
@@ -57,3 +61,19 @@ def test_a_c_r_commits_the_placeholder_with_the_pinned_image_and_the_properties_
     assert [r.run_id for r in list_runs(api, 10, None, tags={"odd": tags["odd"]}).items] == [run["uuid"]]
     workflow = committed["mounts"]["/var/lib/cwl/workflow.json"]["content"]
     assert "http://arvados.org/cwl#dockerCollectionPDH" in str(workflow) and pdh in str(workflow)
+
+
+def test_engine_parameters_pass_to_a_c_r_when_allowed_and_every_option_named_is_a_c_rs_own() -> None:
+    options, notes = ARVADOS_CWL_RUNNER.options({"disable-reuse": None, "--priority": "7", "--enable-preemptible":
+                                                 "false", "--submit-request-uuid": "x", "--no-such": "1"})
+    assert options == ["--disable-reuse", "--priority", "7"]
+    assert [n.split(": ")[1] for n in notes] == ["--no-such ignored", "--submit-request-uuid ignored"]
+    for bad in ({"--priority": "0"}, {"--priority": "high"}, {"--on-error": "maybe"}, {"--name": None}):
+        with pytest.raises(BadRequest, match="workflow_engine_parameters"):
+            ARVADOS_CWL_RUNNER.options(bad)
+    with pytest.raises(BadRequest, match="Docker"):
+        ARVADOS_CWL_RUNNER.options({"--match-submitter-images": None})
+    # Every option the table names is one the installed a-c-r knows: a renamed option would be caught here.
+    known = arvados_cwl.arg_parser()._option_string_actions  # some (--disable-color) are hidden from --help
+    table = ARVADOS_CWL_RUNNER
+    assert [o for o in [*table.flags, *table.valued, *table.server_controlled, *table.refused] if o not in known] == []

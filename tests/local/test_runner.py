@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 import pytest
+from cwltool.argparser import arg_parser
 
-from wes_arvados.local.engine_options import EngineRequest, cwltool_arguments
+from wes_arvados.local.engine_options import CWLTOOL, EngineRequest, cwltool_arguments
 from wes_arvados.local.rundir import RunDir
 from wes_arvados.local.runner import parse_cwltool_arguments
 from wes_arvados.local.tasklog import (
@@ -373,3 +374,9 @@ def test_writer_ids_are_unique_across_threads(tmp_path: Path) -> None:
     assert all(t["end_time"] is not None for t in tasks)
     lines = (tmp_path / TASKS_FILE).read_text(encoding="utf-8").splitlines()
     assert len(lines) == 400 and all(json.loads(line) for line in lines)
+
+
+def test_every_cwltool_option_the_server_names_is_one_cwltool_knows() -> None:
+    known = arg_parser()._option_string_actions
+    table = CWLTOOL
+    assert [o for o in [*table.flags, *table.valued, *table.server_controlled, *table.refused] if o not in known] == []

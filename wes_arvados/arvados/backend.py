@@ -8,22 +8,20 @@ uuid is the run_id) and hands the rest to a preparation process of its own
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 from dataclasses import asdict
 from functools import lru_cache
 from importlib.metadata import version
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..config import Config
-from ..errors import BadRequest, NotFound, Unauthorized
+from ..errors import NotFound, Unauthorized
 from ..http import Client
 from ..images.reference import Reference
 from ..images.registry import AuthConfig
 from ..images.stores.base import StoredImage
+from ..images.stores.keep import KeepImageStore
 from ..timestamps import utcnow
 from ..wes.backend import Backend
 from ..wes.models import (
@@ -38,9 +36,9 @@ from ..wes.models import (
 from ..wes.pages import decode_token, encode_token
 from ..wes.states import State
 from ..wes.submission import Submission
-from . import files, runs
+from . import files, image_pulls, runs, work
 from .api import api_errors, client_for
-from .submit import placeholder
+from .submit import ARVADOS_CWL_RUNNER, placeholder
 
 RUNNER = "arvados-cwl-runner"
 
@@ -90,8 +88,8 @@ class ArvadosBackend(Backend):
         return {RUNNER: [runner_version()]}
 
     def default_engine_parameters(self) -> List[dict]:
-        """None yet: a-c-r runs with the server's settings."""
-        return []
+        """The arvados-cwl-runner options clients may set."""
+        return ARVADOS_CWL_RUNNER.defaults()
 
     def filesystem_protocols(self) -> List[str]:
         """Attachments, Keep locations and http(s) URLs."""
@@ -111,6 +109,7 @@ class ArvadosBackend(Backend):
 
         `credentials` (from X-Registry-Auth) go to that process with the token, on its stdin: never stored.
         """
+        options, notes = ARVADOS_CWL_RUNNER.options(submission.request.workflow_engine_parameters)
         request = submission.request.to_dict()
         properties: Dict[str, Any] = dict(runs.run_properties(submission.request.tags, request))
         properties[runs.PREPARATION_PROPERTY] = {"state": "queued", "heartbeat": utcnow(),
@@ -119,16 +118,17 @@ class ArvadosBackend(Backend):
         with api_errors("the project to run in was not found"):
             run = self.api.container_requests().create(body={"container_request": placeholder(
                 name, self.runner_image, properties, self.config.arvados.project_uuid or None)}).execute()
-        work = self.config.staging_dir.parent / "arvados" / run["uuid"]
-        work.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(submission.staging_dir, work)
+        staged = self.config.staging_dir.parent / "arvados" / run["uuid"]
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(submission.staging_dir, staged)
         try:
-            _start_preparer(self.config, {
-                "run_id": run["uuid"], "staged": str(work), "workflow": submission.workflow,
+            work.start(self.config, "wes_arvados.arvados.preparer", run["uuid"], {
+                "run_id": run["uuid"], "staged": str(staged), "workflow": submission.workflow,
                 "job": submission.request.workflow_params, "token": self.token,
+                "options": options, "notes": submission.notes + notes,
                 "credentials": {registry: asdict(auth) for registry, auth in (credentials or {}).items()}})
         except OSError as exc:
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(staged, ignore_errors=True)
             runs.fail_preparation(self.api, run["uuid"], f"the preparation could not start: {exc}")
         return run["uuid"]
 
@@ -204,18 +204,19 @@ class ArvadosBackend(Backend):
     # ---- images ---------------------------------------------------------------------------------
 
     def pull_image(self, image: Reference, platform: Optional[str] = None,
-                   credentials: Optional[Dict[str, AuthConfig]] = None) -> str:
-        """Not yet on this backend: runs import their own images."""
-        raise BadRequest("the image pull service is not available on the Arvados backend yet; runs import the "
-                         "images they need")
+                   credentials: Optional[Dict[str, AuthConfig]] = None, project_uuid: Optional[str] = None) -> str:
+        """Import `image` into Keep as the caller, into `project_uuid` or the default project, in a process of its own."""
+        return image_pulls.start(self.api, self.config, image, platform, project_uuid, str(self.token), credentials)
 
     def get_image_pull(self, pull_id: str) -> ImagePull:
-        """No pulls on this backend yet."""
-        raise NotFound(f"no image pull with id {pull_id!r}")
+        """A pull the caller may see."""
+        return image_pulls.get(self.api, pull_id)
 
     def list_images(self) -> Tuple[str, List[StoredImage]]:
-        """Not yet on this backend."""
-        return "keep", []
+        """The docker images the caller can read in Keep, by their arv-keepdocker links, newest first."""
+        store = KeepImageStore(self.api)
+        with api_errors("no images"):
+            return store.kind, store.list()
 
 
 @lru_cache(maxsize=2)
@@ -234,14 +235,3 @@ def _request_fields(request: Dict[str, Any]) -> Dict[str, Any]:
     fields.setdefault("workflow_type_version", "")
     fields.setdefault("workflow_url", "")
     return fields
-
-
-def _start_preparer(config: Config, job: Dict[str, Any]) -> None:
-    """Start the preparation process of one run; the job (token included) goes on its stdin, never to disk."""
-    env = config.child_env()
-    proc = subprocess.Popen([sys.executable, "-m", "wes_arvados.arvados.preparer", job["run_id"]],
-                            stdin=subprocess.PIPE,
-                            start_new_session=True, env=env)
-    assert proc.stdin is not None
-    proc.stdin.write(json.dumps(job).encode())
-    proc.stdin.close()

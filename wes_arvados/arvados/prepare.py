@@ -9,7 +9,6 @@ failed with a message naming the cause; nothing is ever silently canceled.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -17,7 +16,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..images.cwl import PULL, find_images
 from ..images.errors import ImageError
@@ -26,6 +25,7 @@ from ..images.registry import AuthConfig
 from ..images.service import ImageService, ImageSettings
 from ..images.stores.keep import KeepImageStore
 from ..timestamps import utcnow
+from . import work
 from .pin import pin_images
 from .runs import (
     LOG_PROPERTY,
@@ -64,7 +64,8 @@ class PreparationJob:
     insecure: bool = False
     runner_image: str = ""
     project_uuid: Optional[str] = None
-    options: Sequence[str] = ()
+    options: Sequence[str] = ()  # from workflow_engine_parameters, checked (submit.ARVADOS_CWL_RUNNER)
+    notes: Sequence[str] = ()  # what the server made of the request, for system_logs
     runner: str = "arvados-cwl-runner"
 
 
@@ -88,29 +89,6 @@ def _mark(api: Any, run_id: str, **fields: Any) -> Dict[str, Any]:
         properties[PREPARATION_PROPERTY] = dict(record, heartbeat=utcnow(), **fields)
         api.container_requests().update(uuid=run_id, body={"properties": properties}).execute()
         return previous
-
-
-@contextlib.contextmanager
-def _heartbeat(api: Any, run_id: str, canceled: threading.Event, every: float) -> Iterator[None]:
-    """Keep the heartbeat fresh while the block runs; set `canceled` when the run is canceled meanwhile."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(every):
-            try:
-                state = (_mark(api, run_id).get(PREPARATION_PROPERTY) or {}).get("state")
-            except Exception:  # a missed beat is retried; only a long silence makes the run stale
-                continue
-            if state == "canceled":
-                canceled.set()
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-{run_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _images_into_keep(service: ImageService, workflow: Path, runner_image: str, log: Log,
@@ -141,8 +119,14 @@ def prepare(api: Any, submission: PreparationJob, settings: ImageSettings, log: 
         _mark(api, submission.run_id, lines=lines)
 
     try:
-        with _heartbeat(api, submission.run_id, canceled, heartbeat_seconds):
+        def beat() -> None:
+            if (_mark(api, submission.run_id).get(PREPARATION_PROPERTY) or {}).get("state") == "canceled":
+                canceled.set()
+
+        with work.beating(beat, heartbeat_seconds, submission.run_id):
             properties = _mark(api, submission.run_id, state="preparing")
+            for line in submission.notes:
+                note(line)
             store = KeepImageStore(api, project_uuid=submission.project_uuid)
             path, _, fragment = submission.workflow.partition("#")
             pinned = _images_into_keep(ImageService(store, settings), submission.staged / path,

@@ -35,6 +35,7 @@ def main() -> int:
                             api_host=arvados.api_host, token=job["token"], insecure=arvados.api_host_insecure,
                             runner_image=runner_image(config), project_uuid=arvados.project_uuid or None,
                             runner=str(Path(sys.executable).with_name("arvados-cwl-runner")),
+                            options=job.get("options") or [], notes=job.get("notes") or [],
                             credentials={registry: AuthConfig(**fields)
                                          for registry, fields in (job.get("credentials") or {}).items()})
     api = client_for(arvados.api_host, job["token"], arvados.api_host_insecure)

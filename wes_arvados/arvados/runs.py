@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import BadRequest, NotFound
-from ..timestamps import age_seconds
 from ..wes import pages
 from ..wes.models import Page, RunSummary
 from ..wes.states import ArvadosRun, State, state_from_arvados
+from . import work
 from .api import api_errors
 
 RUN_PROPERTY = "wes_arvados_run"  # its value: the version of this layout
@@ -29,10 +29,8 @@ REQUEST_PROPERTY = "wes_arvados_request"
 LOG_PROPERTY = "wes_arvados_system_logs"  # the preparation's lines (JSON), carried onto the committed request
 # {"state": queued|preparing|submitting|failed|canceled, "heartbeat", "stale_after", "message"}
 PREPARATION_PROPERTY = "wes_arvados_preparation"
-# A preparation whose heartbeat is older than its "stale_after" (else this) was abandoned: its process
-# stopped. While a-c-r submits nobody beats (a-c-r is about to replace the properties), so that step
+# While a-c-r submits nobody beats (a-c-r is about to replace the properties), so that step
 # has a-c-r's time limit too.
-STALE_AFTER_SECONDS = 120.0
 STALE_MESSAGE = ("the process preparing this run stopped before it was submitted (its server or machine "
                  "restarted); the run cannot go on: submit it again")
 SUBMIT_SECONDS = 1800.0
@@ -70,12 +68,9 @@ def preparation_of(properties: Dict[str, Any], now: datetime) -> Optional[str]:
     if not isinstance(preparation, dict):
         return None
     state = preparation.get("state")
-    if state in ("queued", "preparing", "submitting"):
-        heartbeat = preparation.get("heartbeat")
-        allowed = float(preparation.get("stale_after") or STALE_AFTER_SECONDS) + \
-            (SUBMIT_SECONDS if state == "submitting" else 0)
-        if not isinstance(heartbeat, str) or age_seconds(heartbeat, now) > allowed:
-            return "stale"
+    if state in ("queued", "preparing", "submitting") and \
+            work.stale(preparation, now, SUBMIT_SECONDS if state == "submitting" else 0):
+        return "stale"
     return state if isinstance(state, str) else None
 
 

@@ -14,10 +14,53 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, MutableMapping, Optional, Sequence
 
+from ..wes.engine_parameters import EngineOptions, Valued, integer_in, not_blank, one_of, positive_number
 from .pin import dump, round_trip
 
 PROPERTIES_HINT = "http://arvados.org/cwl#ProcessProperties"
 RUNNER_OUTPUT = "/var/spool/cwl"  # where a-c-r's runner request writes; the placeholder's only mount
+
+_DOCKER = "it needs Docker on the server, which this server never uses"
+_REGISTRATION = "it does not run the workflow (workflows are registered through POST /workflows)"
+# The a-c-r options a WES client may set in workflow_engine_parameters.
+ARVADOS_CWL_RUNNER = EngineOptions(
+    flags=frozenset({
+        "--enable-reuse", "--disable-reuse", "--compute-checksum", "--enable-dev", "--skip-schemas",
+        "--trash-intermediate", "--no-trash-intermediate", "--enable-preemptible", "--disable-preemptible",
+        "--enable-resubmit-non-preemptible", "--disable-resubmit-non-preemptible", "--enable-usage-report",
+        "--disable-usage-report", "--defer-downloads", "--prefer-cached-downloads",
+        "--log-timestamps", "--no-log-timestamps",
+    }),
+    valued={
+        "--name": Valued("string", "", not_blank),
+        "--output-name": Valued("string", "", not_blank),
+        "--output-tags": Valued("string", "", not_blank),
+        "--on-error": Valued("string", "continue", one_of("stop", "continue")),
+        "--eval-timeout": Valued("float", "20", positive_number),
+        "--priority": Valued("int", "500", integer_in(1, 1000)),
+        "--intermediate-output-ttl": Valued("int", "0", integer_in(0)),
+        "--storage-classes": Valued("string", "default", not_blank),
+        "--intermediate-storage-classes": Valued("string", "default", not_blank),
+        "--submit-runner-ram": Valued("int", "1024", integer_in(1)),
+        "--thread-count": Valued("int", "0", integer_in(0)),
+        "--collection-cache-size": Valued("int", "256", integer_in(1)),
+    },
+    server_controlled=frozenset({
+        "--submit", "--no-wait", "--wait", "--api", "--submit-request-uuid", "--submit-runner-image",
+        "--project-uuid", "--basedir", "--outdir", "--quiet", "--verbose", "--disable-color",
+        "--retries",
+    }),
+    refused={
+        "--debug": "its output (the run's system_logs) would show API requests in detail",
+        "--local": "the workflow would run on the server itself",
+        "--match-submitter-images": _DOCKER, "--copy-deps": _DOCKER,
+        "--enable-aws-credential-capture": "it would hand the server's own credentials to the run",
+        "--submit-runner-cluster": "images are put into this cluster's Keep, so runs stay on it",
+        "--create-workflow": _REGISTRATION, "--create-template": _REGISTRATION, "--update-workflow": _REGISTRATION,
+        "--print-dot": _REGISTRATION, "--validate": _REGISTRATION, "--print-keep-deps": _REGISTRATION,
+        "--version": _REGISTRATION, "--tool-help": _REGISTRATION,
+    },
+)
 
 
 def placeholder(name: str, runner_image: str, properties: Dict[str, Any],

@@ -9,7 +9,6 @@ Keep are reused, and the rest is streamed from the registry into Keep blocks.
 
 from __future__ import annotations
 
-import ctypes
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -23,7 +22,6 @@ from ..images.service import ImageService, ImageSettings
 from ..images.stores.keep import KeepImageStore
 
 # mallopt's parameter number for the mmap threshold (glibc's malloc.h).
-M_MMAP_THRESHOLD = -3
 
 
 def arvados_api() -> Any:
@@ -42,23 +40,9 @@ def arvados_api() -> Any:
                          f"{' '.join(str(exc).split())}") from None
 
 
-def _return_big_blocks_to_the_system() -> None:
-    """Have glibc map every block of 4 MiB or more on its own, so freed Keep blocks leave the process.
-
-    Without it glibc raises its mmap threshold after the first frees and keeps
-    the freed 16 MiB blocks in the heap, which then looks like a leak.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_MMAP_THRESHOLD, 4 << 20)
-    except (OSError, AttributeError):
-        pass
-
-
 def pull_to_keep(image: Reference, registry: RegistryOptions, platform: Optional[str], project_uuid: Optional[str],
                  cache_dir: Optional[Path], jobs: int) -> Dict[str, Any]:
     """Store `image` in Keep; return what the command prints (collection uuid, portable data hash, ...)."""
-    _return_big_blocks_to_the_system()
     store = KeepImageStore(arvados_api(), project_uuid=project_uuid)
     work = Path(tempfile.gettempdir()) / "wes-arvados-keep-work"
     settings = ImageSettings(cache_dir=cache_dir or default_cache_dir(), work_dir=work, registry=registry,

@@ -36,7 +36,7 @@ from ..wes.pages import decode_token, encode_token
 from ..wes.states import State
 from ..wes.submission import Submission
 from . import handoff
-from .engine_options import cwltool_options, default_parameters
+from .engine_options import CWLTOOL
 from .image_pulls import ImagePulls
 from .images import local_image_service
 from .rundir import RunDir, read_json, write_json
@@ -72,7 +72,7 @@ class LocalBackend(Backend):
 
     def default_engine_parameters(self) -> List[dict]:
         """The cwltool options clients may set."""
-        return default_parameters()
+        return CWLTOOL.defaults()
 
     def filesystem_protocols(self) -> List[str]:
         """Inputs can be attachments (relative paths), http(s) URLs, or allowed server directories."""
@@ -84,7 +84,7 @@ class LocalBackend(Backend):
 
     def submit(self, submission: Submission, credentials: Optional[Dict[str, AuthConfig]] = None) -> str:
         """Move the staged files into a new run directory, then queue the run (credentials offered to it first)."""
-        options, notes = cwltool_options(submission.request.workflow_engine_parameters)
+        options, notes = CWLTOOL.options(submission.request.workflow_engine_parameters)
         run_id = str(uuid.uuid4())
         run = self.run_dir(run_id)
         run.root.mkdir(parents=True)
@@ -209,8 +209,10 @@ class LocalBackend(Backend):
         return self._image_pulls
 
     def pull_image(self, image: Reference, platform: Optional[str] = None,
-                   credentials: Optional[Dict[str, AuthConfig]] = None) -> str:
+                   credentials: Optional[Dict[str, AuthConfig]] = None, project_uuid: Optional[str] = None) -> str:
         """Queue a pull into the local runtime; the scheduler starts it in a process of its own."""
+        if project_uuid:
+            raise BadRequest("project_uuid is for the Arvados backend; this server's images go into its local runtime")
         return self._pulls().submit(image, platform, credentials)
 
     def get_image_pull(self, pull_id: str) -> ImagePull:

@@ -5,83 +5,37 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Optional, Tuple
+from typing import FrozenSet, List, Tuple
 
-from ..errors import BadRequest
+from ..wes.engine_parameters import EngineOptions, Valued, not_blank, one_of, positive_number
 from .rundir import RunDir
 
-# Flags (no value) that only change how the engine evaluates the workflow.
-FLAGS = frozenset({
-    "--parallel", "--strict", "--non-strict", "--relax-path-checks", "--timestamps", "--debug",
-    "--js-console", "--enable-ext", "--enable-dev", "--compute-checksum", "--no-compute-checksum",
-    "--disable-js-validation", "--strict-memory-limit", "--strict-cpu-limit", "--skip-schemas",
-    "--no-container", "--no-doc-cache", "--doc-cache",
-})
-# Options with a value, and a check of that value.
-VALUED = {
-    "--eval-timeout": lambda v: float(v) > 0,
-    "--on-error": lambda v: v in ("stop", "continue"),
-    "--default-container": lambda v: bool(v.strip()),
-}
-# Set by the server for every run; a client's value is ignored (clients such as
-# toil-wes-cwl-runner always send their own --outdir).
-SERVER_CONTROLLED = frozenset({
-    "--outdir", "--tmpdir-prefix", "--tmp-outdir-prefix", "--basedir", "--quiet", "--verbose",
-    "--move-outputs", "--leave-outputs", "--copy-outputs", "--disable-color", "--enable-color",
-})
-# Would let the engine read or write outside the run directory, or weaken isolation.
-REFUSED = frozenset({
-    "--cachedir", "--provenance", "--preserve-environment", "--preserve-entire-environment",
-    "--user-space-docker-cmd", "--singularity", "--podman", "--udocker", "--log-dir", "--write-summary",
-    "--overrides", "--leave-tmpdir", "--leave-container", "--no-read-only", "--custom-net",
-    "--mpi-config-file", "--tmpdir", "--beta-dependency-resolvers-configuration",
-    "--beta-conda-dependencies", "--beta-dependencies-directory", "--make-template", "--pack",
-})
-
-_FALSE = ("false", "0", "no", "off")
-
-
-def cwltool_options(parameters: Dict[str, Optional[str]]) -> Tuple[List[str], List[str]]:
-    """Map workflow_engine_parameters to cwltool arguments; return them and notes for system_logs.
-
-    Unknown parameters are ignored with a note; parameters that would escape the
-    run directory are refused with `BadRequest`.
-    """
-    options: List[str] = []
-    notes: List[str] = []
-    for raw_key, value in sorted(parameters.items()):
-        key = raw_key if raw_key.startswith("-") else "--" + raw_key
-        if key in REFUSED:
-            raise BadRequest(f"workflow_engine_parameters: {raw_key} is not allowed: it would escape the run directory")
-        if key in SERVER_CONTROLLED:
-            notes.append(f"workflow_engine_parameters: {raw_key} ignored: the server sets it")
-        elif key in FLAGS:
-            if value is None or str(value).strip().lower() not in _FALSE:
-                options.append(key)
-        elif key in VALUED:
-            if value is None:
-                raise BadRequest(f"workflow_engine_parameters: {raw_key} needs a value")
-            try:
-                valid = VALUED[key](value)
-            except ValueError:
-                valid = False
-            if not valid:
-                raise BadRequest(f"workflow_engine_parameters: {raw_key}={value!r} is not a valid value")
-            options += [key, value]
-        else:
-            notes.append(f"workflow_engine_parameters: {raw_key} ignored: not an option this server accepts")
-    return options, notes
-
-
-def default_parameters() -> List[dict]:
-    """The engine parameters clients may set, as WES `DefaultWorkflowEngineParameter` objects."""
-    params = [{"name": f, "type": "boolean", "default_value": "false"} for f in sorted(FLAGS)]
-    params += [
-        {"name": "--eval-timeout", "type": "float", "default_value": "60"},
-        {"name": "--on-error", "type": "string", "default_value": "stop"},
-        {"name": "--default-container", "type": "string", "default_value": ""},
-    ]
-    return params
+CWLTOOL = EngineOptions(
+    # Flags that only change how the engine evaluates the workflow.
+    flags=frozenset({
+        "--parallel", "--strict", "--non-strict", "--relax-path-checks", "--timestamps", "--debug",
+        "--js-console", "--enable-ext", "--enable-dev", "--compute-checksum", "--no-compute-checksum",
+        "--disable-js-validation", "--strict-memory-limit", "--strict-cpu-limit", "--skip-schemas",
+        "--no-container", "--no-doc-cache", "--doc-cache",
+    }),
+    valued={
+        "--eval-timeout": Valued("float", "60", positive_number),
+        "--on-error": Valued("string", "stop", one_of("stop", "continue")),
+        "--default-container": Valued("string", "", not_blank),
+    },
+    server_controlled=frozenset({
+        "--outdir", "--tmpdir-prefix", "--tmp-outdir-prefix", "--basedir", "--quiet", "--verbose",
+        "--move-outputs", "--leave-outputs", "--copy-outputs", "--disable-color", "--enable-color",
+    }),
+    # Would let the engine read or write outside the run directory, or weaken isolation.
+    refused=dict.fromkeys({
+        "--cachedir", "--provenance", "--preserve-environment", "--preserve-entire-environment",
+        "--user-space-docker-cmd", "--singularity", "--podman", "--udocker", "--log-dir", "--write-summary",
+        "--overrides", "--leave-tmpdir", "--leave-container", "--no-read-only", "--custom-net",
+        "--mpi-config-file", "--beta-dependency-resolvers-configuration",
+        "--beta-conda-dependencies", "--beta-dependencies-directory", "--make-template", "--pack",
+    }, "it would escape the run directory"),
+)
 
 
 DEFAULT_SWITCHES: Tuple[Tuple[str, FrozenSet[str]], ...] = (

@@ -164,7 +164,8 @@ def pull_image(body: Dict[str, Any]) -> Tuple[Dict[str, str], int]:
     """PullImage: check the image and start importing it; 202 with the pull's id."""
     backend, _ = _context()
     image = parse_normalized_named(body["image"])
-    pull_id = backend.pull_image(image, body.get("platform") or None, _registry_credentials())
+    pull_id = backend.pull_image(image, body.get("platform") or None, _registry_credentials(),
+                                 body.get("project_uuid") or None)
     return {"pull_id": pull_id}, 202
 
 

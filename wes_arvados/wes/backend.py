@@ -110,8 +110,11 @@ class Backend(ABC):
 
     @abstractmethod
     def pull_image(self, image: Reference, platform: Optional[str] = None,
-                   credentials: Optional[Dict[str, AuthConfig]] = None) -> str:
-        """Start importing `image` into the image store (policy checked at once); return the pull's id."""
+                   credentials: Optional[Dict[str, AuthConfig]] = None, project_uuid: Optional[str] = None) -> str:
+        """Start importing `image` into the image store (policy checked at once); return the pull's id.
+
+        `project_uuid` is where in an Arvados store the image goes; a store without projects refuses it.
+        """
 
     @abstractmethod
     def get_image_pull(self, pull_id: str) -> ImagePull:

@@ -155,6 +155,9 @@ class ImagePull:
     cached: Optional[bool] = None  # True: the store had it, nothing was downloaded
     store: Optional[str] = None
     error: Optional[str] = None
+    # In Keep: the image's collection, and its portable data hash, what a workflow pins the image by.
+    location: Optional[str] = None
+    portable_data_hash: Optional[str] = None
 
     def to_json(self) -> Dict[str, Any]:
         """As the API returns it (unset fields left out)."""

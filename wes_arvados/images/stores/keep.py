@@ -26,13 +26,14 @@ so the same image always gives the same portable data hash.
 
 Layers are cut into blocks (and inflated) by one job per core, and blocks are
 uploaded by a small pool while later ones are produced; at most `IN_FLIGHT`
-blocks (of `KEEP_BLOCK`, 16 MiB) wait for Keep at once, whatever the image size.
+blocks (of `KEEP_BLOCK`, 8 MiB) wait for Keep at once, whatever the image size.
 The collection and the links are created only after every block is stored, so a
 failed upload leaves nothing visible.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -59,13 +60,16 @@ from .base import ImageStore, StoredImage
 if TYPE_CHECKING:
     from ..pull import OpenedImage
 
-# Keep takes blocks of up to 64 MiB; a quarter of that keeps memory low: at most
-# 2 blocks per layer job (one filling, one joined) and IN_FLIGHT waiting for Keep.
-KEEP_BLOCK = 16 << 20
+# Keep takes blocks of up to 64 MiB; an eighth of that keeps memory low: at most one block
+# filling per layer job, and IN_FLIGHT joined and waiting for Keep (a block is joined only
+# once there is room for it). 16 MiB blocks peaked at ~200 MB RSS, 8 MiB at ~140 MB
+# (benchmarks/keep_benchmark.py).
+KEEP_BLOCK = 8 << 20
 IN_FLIGHT = 2
 LAYER_PROPERTY = "wes_arvados_layer_"
 MANIFEST_PROPERTY = "wes_arvados_manifest_digest"
 REPO_TAG_PROPERTY = "docker-image-repo-tag"
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 HASH_LINK = "docker_image_hash"
 REPO_TAG_LINK = "docker_image_repo+tag"
 
@@ -142,6 +146,19 @@ class _Padding:
     layer: _Layer
 
 
+def return_big_blocks_to_the_system() -> None:
+    """Have glibc map every block of 4 MiB or more on its own, so freed Keep blocks leave the process.
+
+    Without it glibc raises its mmap threshold after the first frees and keeps
+    the freed Keep blocks in the heap, which then looks like a leak.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, 4 << 20)
+    except (OSError, AttributeError):
+        pass
+
+
 class KeepArchiveWriter:
     """Puts archive parts into Keep blocks, each layer starting on a block boundary.
 
@@ -153,6 +170,7 @@ class KeepArchiveWriter:
     """
 
     def __init__(self, put: Callable[[bytes], str], jobs: int = 2, block_size: int = KEEP_BLOCK) -> None:
+        return_big_blocks_to_the_system()  # whichever process writes (the CLI, a run's preparation)
         self.put = put
         self.block_size = block_size
         self.jobs = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="keep-layer")
@@ -162,10 +180,11 @@ class KeepArchiveWriter:
         # The archive in order: small bytes, header and padding of streamed layers, and layers.
         self.segments: List[Any] = []
 
-    def _store(self, data: bytes) -> Future:
+    def _store(self, data: Callable[[], bytes]) -> Future:
+        """Store the block `data()` makes, once there is room: a block waiting for room is not made yet."""
         self.room.acquire()
         try:
-            future: Future = self.puts.submit(self.put, data)
+            future: Future = self.puts.submit(self.put, data())
         except BaseException:
             self.room.release()
             raise
@@ -186,10 +205,10 @@ class KeepArchiveWriter:
                 block.append(take)
                 filled += len(take)
                 if filled == self.block_size:
-                    layer.locators.append(self._store(b"".join(block)))
-                    block, filled = [], 0
+                    layer.locators.append(self._store(lambda: _joined(block)))
+                    filled = 0
         if block:
-            layer.locators.append(self._store(b"".join(block)))
+            layer.locators.append(self._store(lambda: _joined(block)))
 
     def _add_layer(self, layer: _Layer, chunks: Optional[Iterable[bytes]]) -> None:
         if chunks is not None:
@@ -229,9 +248,12 @@ class KeepArchiveWriter:
         pending = bytearray()
         size = 0
 
+        def piece(start: int) -> Callable[[], bytes]:
+            return lambda: bytes(pending[start:start + self.block_size])
+
         def flush() -> None:
             for start in range(0, len(pending), self.block_size):
-                slots.append(self._store(bytes(pending[start:start + self.block_size])))
+                slots.append(self._store(piece(start)))
             pending.clear()
 
         for segment in self.segments:
@@ -255,14 +277,23 @@ class KeepArchiveWriter:
 
 
 
+def _joined(pieces: List[bytes]) -> bytes:
+    """The pieces as one block; the list is emptied, so the pieces go as soon as the block is made."""
+    block = b"".join(pieces)
+    pieces.clear()
+    return block
+
+
 class KeepImageStore(ImageStore):
     """Images in Keep with arv-keepdocker's collections and links, for an Arvados API client."""
 
     kind = "keep"
 
     def __init__(self, api: Any, keep: Any = None, project_uuid: Optional[str] = None, jobs: int = 0,
-                 num_retries: int = 3) -> None:
+                 num_retries: int = 3, claim: bool = False) -> None:
+        """`claim`: an image found only outside `project_uuid` gets a collection there (see `lookup`)."""
         self.api = api
+        self.claim = claim
         if keep is None:
             import arvados  # here: only the Keep store needs the SDK's Keep client
 
@@ -301,7 +332,12 @@ class KeepImageStore(ImageStore):
     # ---- the store --------------------------------------------------------------------------
 
     def lookup(self, name: str, image_id: str) -> Optional[StoredImage]:
-        """The image's collection if one readable holds it; its repo+tag link is added when missing."""
+        """The image's collection if one readable holds it; its repo+tag link is added when missing.
+
+        One in the project is preferred. With `claim`, an image found only elsewhere
+        gets a collection of its own in the project (the same manifest: no bytes
+        move) with its links, as ``arv-keepdocker --project-uuid`` does.
+        """
         links = self._list("links", [["link_class", "=", HASH_LINK], ["name", "=", image_id]])
         if not links:
             return None
@@ -314,6 +350,8 @@ class KeepImageStore(ImageStore):
         if not collections:
             return None
         owned = [c for c in collections if not self.project_uuid or c["owner_uuid"] == self.project_uuid]
+        if not owned and self.claim:
+            return self._copy_into_project(name, collections[0], image_id, links)
         collection = (owned or collections)[0]
         repo_tag = "{}:{}".format(*split_repo_tag(name))
         tagged = self._list("links", [["link_class", "=", REPO_TAG_LINK], ["name", "=", repo_tag],
@@ -322,6 +360,19 @@ class KeepImageStore(ImageStore):
             timestamp = next((link["properties"].get("image_timestamp") for link in links
                               if link["head_uuid"] == collection["uuid"]), None)
             self._link(REPO_TAG_LINK, repo_tag, collection["uuid"], timestamp)
+        return self._record(name, collection, image_id)
+
+    def _copy_into_project(self, name: str, found: dict, image_id: str, links: List[dict]) -> StoredImage:
+        repo, tag = split_repo_tag(name)
+        body = {"manifest_text": found["manifest_text"], "name": collection_name(repo, tag, image_id),
+                "owner_uuid": self.project_uuid,
+                "properties": dict(found.get("properties") or {}, **{REPO_TAG_PROPERTY: f"{repo}:{tag}"})}
+        collection = self.api.collections().create(body=body, ensure_unique_name=True) \
+            .execute(num_retries=self.num_retries)
+        timestamp = next((link["properties"].get("image_timestamp") for link in links
+                          if link["head_uuid"] == found["uuid"]), None)
+        self._link(HASH_LINK, image_id, collection["uuid"], timestamp)
+        self._link(REPO_TAG_LINK, f"{repo}:{tag}", collection["uuid"], timestamp)
         return self._record(name, collection, image_id)
 
     def held_layers(self, layer_ids: Iterable[str]) -> Dict[str, LayerRef]:
