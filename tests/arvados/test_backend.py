@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from ..conformance.suite import PEERS_BIN, TOIL_WES_RUNNER
-from ..images.builder import ImageFactory, push
+from ..images.builder import ImageFactory, _marker, build_image, busybox_rootfs_layer, push
 from ..images.conftest import basic_registry, fault_proxy, image_factory, registry  # noqa: F401  (fixtures)
 from ..images.registry import Delay, FaultProxy, Registry
 from ..wes import WesClient, WesServer
@@ -49,10 +49,14 @@ def server(arvados_double: ArvadosDouble, registry: Registry, image_factory: Ima
         wes.stop()
 
 
-def _tool_workflow(registry: Any, image_factory: ImageFactory, path: Path) -> str:  # noqa: F811
-    """A tool image of its own pushed to `registry` (a Registry or FaultProxy), and a workflow at `path` using it."""
+def _tool_workflow(registry: Any, image_factory: ImageFactory, path: Path, new_image: bool = False) -> str:  # noqa: F811
+    """A tool image pushed to `registry` (a Registry or FaultProxy) under a name of its own, and a workflow using it.
+
+    The image is the factory's schema2 image, or with `new_image` one made for this call (not in Keep yet).
+    """
     repo = unique("tools/echo")
-    push(registry, repo, "1", image_factory.docker_schema2())
+    image_data = build_image([busybox_rootfs_layer(), _marker(repo)]) if new_image else image_factory.docker_schema2()
+    push(registry, repo, "1", image_data)
     image = f"{registry.host}/{repo}:1"
     path.write_text(WORKFLOW.format(image=image))
     return image
@@ -273,13 +277,17 @@ def test_two_servers_share_the_runs_and_a_dead_preparation_ends_in_a_system_erro
         assert via_one.status(run_id) == "CANCELED"
 
         # A preparation whose process dies (its machine restarted) is reported, within bounds, by either.
-        _tool_workflow(fault_proxy, image_factory, tmp_path / "slow.cwl")
-        fault_proxy.add_rule("/blobs/", Delay(10, after_bytes=10), method="GET", times=None)
+        _tool_workflow(fault_proxy, image_factory, tmp_path / "slow.cwl", new_image=True)  # its blobs are needed
+        fault_proxy.add_rule("/blobs/", Delay(60, after_bytes=10), method="GET", times=None)
         stuck = via_one.run(tmp_path / "slow.cwl", {"message": "hi"})
         deadline = time.monotonic() + 60
         while via_two.status(stuck) != "INITIALIZING":
             assert time.monotonic() < deadline
             time.sleep(0.2)
+        # Preparations run side by side: another run's images go into Keep while this one's wait.
+        other = via_one.run(tmp_path / "fast.cwl", {"message": "meanwhile"})
+        _committed(arvados_double, other)
+        assert via_two.status(stuck) == "INITIALIZING", arvados_double.record(stuck)
         preparers = [p for p in psutil.process_iter(["cmdline"]) if stuck in (p.info["cmdline"] or [])]
         assert len(preparers) == 1
         preparers[0].kill()

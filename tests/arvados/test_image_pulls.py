@@ -11,7 +11,7 @@ import psutil
 import requests
 from arvados.commands.keepdocker import list_images_in_arv
 
-from ..images.builder import ImageFactory, push
+from ..images.builder import ImageFactory, _marker, build_image, busybox_rootfs_layer, push
 from ..images.conftest import fault_proxy, image_factory, registry  # noqa: F401  (fixtures)
 from ..images.registry import Delay, FaultProxy, Registry
 from ..wes import WesClient, WesServer
@@ -77,7 +77,7 @@ def test_an_image_is_pulled_into_keep_as_the_caller_and_seen_by_who_may_read_it(
 
 def test_a_pull_whose_process_stops_is_reported_failed_by_any_server(
         arvados_double: ArvadosDouble, arvados_client: Client, fault_proxy: FaultProxy,  # noqa: F811
-        image_factory: ImageFactory, tmp_path: Path) -> None:  # noqa: F811
+        tmp_path: Path) -> None:
     env = {"ARVADOS_API_HOST": arvados_double.host, "ARVADOS_API_HOST_INSECURE": "1",
            "WES_ARVADOS_ARVADOS_HEARTBEAT_TIMEOUT": "4", "PATH": str(Path(sys.executable).parent)}
     one = WesServer(tmp_path / "one", extra_args=["--backend", "arvados"], env=env).start()
@@ -85,7 +85,7 @@ def test_a_pull_whose_process_stops_is_reported_failed_by_any_server(
     try:
         owner = new_user(arvados_double, arvados_client, "stuck")
         repo = unique("tools/slow")
-        push(fault_proxy, repo, "1", image_factory.docker_schema2())
+        push(fault_proxy, repo, "1", build_image([busybox_rootfs_layer(), _marker(repo)]))  # blobs no cache holds
         fault_proxy.add_rule("/blobs/", Delay(10, after_bytes=10), method="GET", times=None)
         via_one, via_two = _client(one, owner["token"]), _client(two, owner["token"])
         pull_id = via_one.post("/images", json={"image": f"{fault_proxy.host}/{repo}:1"}).json()["pull_id"]
