@@ -135,6 +135,8 @@ def test_a_run_goes_from_submission_to_outputs_through_wes(
     stranger = _client(server, other["token"])
     assert stranger.get(f"/runs/{run_id}").status_code == 404
     assert stranger.get("/runs").json()["runs"] == []
+    assert sum(stranger.get("/service-info").json()["system_state_counts"].values()) == 0
+    assert client.get("/service-info").json()["system_state_counts"]["COMPLETE"] == 1
     assert client.get("/runs").json()["runs"][0]["run_id"] == run_id
     assert requests.get(f"{server.url}/runs/{run_id}", timeout=30).status_code == 401
     secret = owner["token"].rsplit("/", 1)[-1]
@@ -181,6 +183,23 @@ def test_the_wes_states_follow_the_containers_the_dispatcher_drives(
         if record["state"] == "Committed":  # Arvados retried: the run follows the new container
             assert client.status(preempted) == "QUEUED", attempt
     assert record["state"] == "Final" and client.status(preempted) == "PREEMPTED"
+
+
+def test_an_image_named_by_digest_on_a_registry_with_a_port_is_pinned_to_its_collection(
+        server: WesServer, arvados_double: ArvadosDouble, arvados_client: Client, registry: Registry,  # noqa: F811
+        tmp_path: Path) -> None:
+    owner = new_user(arvados_double, arvados_client, "digest")
+    repo = unique("tools/digest")
+    digest = push(registry, repo, "1", build_image([busybox_rootfs_layer(), _marker(repo)]))
+    image = f"{registry.host}/{repo}@{digest}"  # a port and a digest: a-c-r's own parsing gets both wrong
+    (tmp_path / "wf.cwl").write_text(WORKFLOW.format(image=image))
+    run_id = _client(server, owner["token"]).run(tmp_path / "wf.cwl", {"message": "hi"})
+    record = _committed(arvados_double, run_id)
+    stored = owner["api"].collections().list(filters=[["properties.wes_arvados_manifest_digest", "=", digest]]) \
+        .execute()["items"]
+    assert len(stored) == 1
+    workflow = json.dumps(record["mounts"]["/var/lib/cwl/workflow.json"]["content"])
+    assert f'dockerCollectionPDH": "{stored[0]["portable_data_hash"]}"' in workflow, workflow
 
 
 def test_a_run_whose_image_cannot_be_had_is_a_system_error_that_names_it(
