@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import subprocess
 import sys
 import time
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Dict, Iterator
 
@@ -19,6 +21,7 @@ from ..conformance.suite import PEERS_BIN, TOIL_WES_RUNNER
 from ..images.builder import ImageFactory, _marker, build_image, busybox_rootfs_layer, push
 from ..images.conftest import basic_registry, fault_proxy, image_factory, registry  # noqa: F401  (fixtures)
 from ..images.registry import Delay, FaultProxy, Registry
+from ..threaded import ThreadedServer
 from ..wes import WesClient, WesServer
 from .double import ArvadosDouble
 from .test_double import (
@@ -193,8 +196,17 @@ def test_an_image_named_by_digest_on_a_registry_with_a_port_is_pinned_to_its_col
     digest = push(registry, repo, "1", build_image([busybox_rootfs_layer(), _marker(repo)]))
     image = f"{registry.host}/{repo}@{digest}"  # a port and a digest: a-c-r's own parsing gets both wrong
     (tmp_path / "wf.cwl").write_text(WORKFLOW.format(image=image))
-    run_id = _client(server, owner["token"]).run(tmp_path / "wf.cwl", {"message": "hi"})
+    client = _client(server, owner["token"])
+    # Sent as an http workflow_url, which a-c-r mishandles: the server downloads it and submits the file.
+    with ThreadedServer(functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))) as files:
+        url = f"http://127.0.0.1:{files.port}/wf.cwl"
+        answer = client.http.post(f"{client.url}/runs", timeout=60, data={
+            "workflow_url": url, "workflow_type": "CWL", "workflow_type_version": "v1.2",
+            "workflow_params": json.dumps({"message": "hi"})})
+    assert answer.status_code == 200, answer.text
+    run_id = answer.json()["run_id"]
     record = _committed(arvados_double, run_id)
+    assert client.log(run_id)["request"]["workflow_url"] == url
     stored = owner["api"].collections().list(filters=[["properties.wes_arvados_manifest_digest", "=", digest]]) \
         .execute()["items"]
     assert len(stored) == 1
