@@ -6,6 +6,7 @@ import base64
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -236,7 +237,8 @@ def _toil_run(server: WesServer, double: ArvadosDouble, owner: Dict[str, Any], w
     """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(TOIL_WES_USER="anyone", TOIL_WES_PASSWORD=owner["token"],  # HTTP Basic, the token as password
-               PATH=os.pathsep.join([str(PEERS_BIN), env.get("PATH", "")]))  # its cwltool --print-deps
+               PATH=str(PEERS_BIN))  # its cwltool --print-deps, and no docker anywhere on the client either
+    assert shutil.which("docker", path=env["PATH"]) is None
     endpoint = server.url.split("/ga4gh/")[0]
     before = {r["uuid"] for r in double.records("container_requests", owner_uuid=owner["uuid"])}
     runner = subprocess.Popen([str(TOIL_WES_RUNNER), f"--wes_endpoint={endpoint}", "wf.cwl", "job.yml"],
