@@ -108,6 +108,9 @@ class ArvadosConfig:
     runner_image: str = ""
     # Seconds without a heartbeat after which a run's preparation is taken for dead (its process stopped).
     heartbeat_timeout: float = 120.0
+    # Run preparations and image pulls that work at once on one machine (each imports images and runs
+    # a-c-r: ~150 MB each); the others wait QUEUED, beating, for a turn.
+    max_concurrent_preparations: int = 4
 
     def validate(self, environ: Mapping[str, str]) -> "ArvadosConfig":
         """Fill what the usual Arvados variables give; return self."""

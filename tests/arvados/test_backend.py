@@ -12,7 +12,7 @@ import sys
 import time
 from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, List
 
 import psutil
 import pytest
@@ -321,7 +321,7 @@ def test_two_servers_share_the_runs_and_a_dead_preparation_ends_in_a_system_erro
         other = via_one.run(tmp_path / "fast.cwl", {"message": "meanwhile"})
         _committed(arvados_double, other)
         assert via_two.status(stuck) == "INITIALIZING", arvados_double.record(stuck)
-        preparers = [p for p in psutil.process_iter(["cmdline"]) if stuck in (p.info["cmdline"] or [])]
+        preparers = _preparers(stuck)
         assert len(preparers) == 1
         preparers[0].kill()
         log = via_two.wait(stuck, timeout=30)  # 3 s of silence, then the first reader records it
@@ -332,6 +332,50 @@ def test_two_servers_share_the_runs_and_a_dead_preparation_ends_in_a_system_erro
     finally:
         one.stop()
         two.stop()
+
+
+def _preparers(run_id: str) -> List[psutil.Process]:
+    """The preparation processes of a run (its id is in their command line)."""
+    return [p for p in psutil.process_iter(["cmdline"]) if run_id in (p.info["cmdline"] or [])]
+
+
+def test_preparations_beyond_the_machines_limit_wait_queued_for_a_turn(
+        arvados_double: ArvadosDouble, arvados_client: Client, registry: Registry,  # noqa: F811
+        fault_proxy: FaultProxy, image_factory: ImageFactory, tmp_path: Path) -> None:  # noqa: F811
+    repo, tag = RUNNER_IMAGE.split(":")
+    push(registry, repo, tag, image_factory.oci())
+    server = WesServer(tmp_path / "state", extra_args=[
+        "--backend", "arvados", "--registry-mirror", f"docker.io=http://{registry.host}"], env={
+        "ARVADOS_API_HOST": arvados_double.host, "ARVADOS_API_HOST_INSECURE": "1",
+        "WES_ARVADOS_ARVADOS_MAX_CONCURRENT_PREPARATIONS": "1", "WES_ARVADOS_ARVADOS_HEARTBEAT_TIMEOUT": "4",
+        "PATH": str(Path(sys.executable).parent)}).start()
+    try:
+        client = _client(server, new_user(arvados_double, arvados_client, "turns")["token"])
+        _tool_workflow(fault_proxy, image_factory, tmp_path / "slow.cwl", new_image=True)
+        fault_proxy.add_rule("/blobs/", Delay(60, after_bytes=10), method="GET", times=None)
+        _tool_workflow(registry, image_factory, tmp_path / "fast.cwl")
+        stuck = client.run(tmp_path / "slow.cwl", {"message": "hi"})
+        deadline = time.monotonic() + 60
+        while client.status(stuck) != "INITIALIZING":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        waiting, dropped = (client.run(tmp_path / "fast.cwl", {"message": m}) for m in ("wait", "drop"))
+        time.sleep(3)  # time enough to be committed, had it had a turn
+        assert [client.status(r) for r in (stuck, waiting, dropped)] == ["INITIALIZING", "QUEUED", "QUEUED"]
+        # A run canceled while it waits for its turn stops waiting, and is never submitted.
+        assert client.http.post(f"{client.url}/runs/{dropped}/cancel", timeout=30).status_code == 200
+        deadline = time.monotonic() + 30
+        while _preparers(dropped):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert client.status(dropped) == "CANCELED" and arvados_double.record(dropped)["state"] == "Uncommitted"
+        # The turn goes with its process, however that ends.
+        for process in _preparers(stuck):
+            process.kill()
+        _committed(arvados_double, waiting)
+        assert client.status(waiting) == "QUEUED" and arvados_double.record(waiting)["state"] == "Committed"
+    finally:
+        server.stop()
 
 
 def test_a_private_image_is_pulled_with_the_runs_own_registry_credentials_which_are_never_kept(

@@ -14,13 +14,14 @@ is reported SYSTEM_ERROR by whichever replica reads it first.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
 import threading
 from dataclasses import asdict
 from datetime import datetime, timezone
-from typing import Any, Dict, Optional
+from typing import Any, ContextManager, Dict, Optional
 
 from ..config import Config, image_settings, load_config
 from ..errors import NotFound
@@ -103,13 +104,17 @@ def _record(api: Any, pull_id: str, head_uuid: Optional[str] = None, **fields: A
             return dict(api.links().update(uuid=pull_id, body=body).execute())
 
 
-def run(api: Any, service: ImageService, job: Dict[str, Any], heartbeat_seconds: float) -> ImagePull:
-    """Do the pull `job` describes, keeping its record beating; record how it ended and return it."""
+def run(api: Any, service: ImageService, job: Dict[str, Any], heartbeat_seconds: float,
+        turn: ContextManager[None] = contextlib.nullcontext()) -> ImagePull:
+    """Do the pull `job` describes once `turn` lets it (QUEUED until then), keeping its record beating.
+
+    Records how it ended and returns it.
+    """
     pull_id = job["pull_id"]
     credentials = {r: AuthConfig(**fields) for r, fields in (job.get("credentials") or {}).items()}
-    _record(api, pull_id, state=RUNNING)
     try:
-        with work.beating(lambda: _record(api, pull_id), heartbeat_seconds, pull_id):
+        with work.beating(lambda: _record(api, pull_id), heartbeat_seconds, pull_id), turn:
+            _record(api, pull_id, state=RUNNING)
             ensured = service.ensure(parse_normalized_named(job["image"]), credentials or None, job.get("platform"))
     except (ImageError, OSError) as exc:
         _record(api, pull_id, state=SYSTEM_ERROR, end_time=utcnow(), error=" ".join(str(exc).split()))
@@ -133,7 +138,7 @@ def main() -> int:
     api = client_for(arvados.api_host, job["token"], arvados.api_host_insecure)
     store = KeepImageStore(api, project_uuid=job.get("project_uuid"), claim=True)  # as arv-keepdocker would
     service = ImageService(store, image_settings(config))
-    pull = run(api, service, job, heartbeat_seconds=arvados.heartbeat_timeout / 4)
+    pull = run(api, service, job, heartbeat_seconds=arvados.heartbeat_timeout / 4, turn=work.turn(config))
     log.info("image pull %s of %s: %s %s", pull.id, pull.image, pull.state, pull.error or pull.portable_data_hash)
     return 0 if pull.state == COMPLETE else 1
 

@@ -9,6 +9,7 @@ failed with a message naming the cause; nothing is ever silently canceled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence
 
 from ..images.cwl import PULL, find_images
 from ..images.errors import ImageError
@@ -108,8 +109,12 @@ def _images_into_keep(service: ImageService, workflow: Path, runner_image: str, 
 
 
 def prepare(api: Any, submission: PreparationJob, settings: ImageSettings, log: Log,
-            heartbeat_seconds: float = HEARTBEAT_SECONDS) -> str:
-    """Prepare and submit the run; return a-c-r's output. `PreparationFailed` (marked on the run) if it cannot."""
+            heartbeat_seconds: float = HEARTBEAT_SECONDS,
+            turn: Callable[[threading.Event], ContextManager[None]] = lambda _: contextlib.nullcontext()) -> str:
+    """Prepare and submit the run; return a-c-r's output. `PreparationFailed` (marked on the run) if it cannot.
+
+    The run stays queued, beating, until `turn` lets it work (see `work.turn`); it holds its turn until a-c-r is done.
+    """
     canceled = threading.Event()
     lines: List[str] = []
 
@@ -123,25 +128,29 @@ def prepare(api: Any, submission: PreparationJob, settings: ImageSettings, log: 
             if (_mark(api, submission.run_id).get(PREPARATION_PROPERTY) or {}).get("state") == "canceled":
                 canceled.set()
 
-        with work.beating(beat, heartbeat_seconds, submission.run_id):
-            properties = _mark(api, submission.run_id, state="preparing")
-            for line in submission.notes:
-                note(line)
-            store = KeepImageStore(api, project_uuid=submission.project_uuid)
-            path, _, fragment = submission.workflow.partition("#")
-            pinned = _images_into_keep(ImageService(store, settings), submission.staged / path,
-                                       submission.runner_image, note, submission.credentials)
-            pin_images(submission.staged, pinned)
-            kept = {key: value for key, value in properties.items()
-                    if (key in (RUN_PROPERTY, REQUEST_PROPERTY) or key.startswith(TAG_PREFIX)) and isinstance(value, str)}
-            add_properties_hint(submission.staged / path, fragment, dict(kept, **{LOG_PROPERTY: json.dumps(lines)}))
-        # a-c-r may take a while and will replace the properties: no heartbeat may write them meanwhile.
-        before = _mark(api, submission.run_id, state="submitting")
-        if canceled.is_set() or (before.get(PREPARATION_PROPERTY) or {}).get("state") == "canceled":
-            raise PreparationCanceled()
-        output = _submit(submission)
+        with contextlib.ExitStack() as held:
+            with work.beating(beat, heartbeat_seconds, submission.run_id):
+                held.enter_context(turn(canceled))
+                properties = _mark(api, submission.run_id, state="preparing")
+                for line in submission.notes:
+                    note(line)
+                store = KeepImageStore(api, project_uuid=submission.project_uuid)
+                path, _, fragment = submission.workflow.partition("#")
+                pinned = _images_into_keep(ImageService(store, settings), submission.staged / path,
+                                           submission.runner_image, note, submission.credentials)
+                pin_images(submission.staged, pinned)
+                kept = {key: value for key, value in properties.items() if isinstance(value, str) and
+                        (key in (RUN_PROPERTY, REQUEST_PROPERTY) or key.startswith(TAG_PREFIX))}
+                add_properties_hint(submission.staged / path, fragment, dict(kept, **{LOG_PROPERTY: json.dumps(lines)}))
+            # a-c-r may take a while and will replace the properties: no heartbeat may write them meanwhile.
+            before = _mark(api, submission.run_id, state="submitting")
+            if canceled.is_set() or (before.get(PREPARATION_PROPERTY) or {}).get("state") == "canceled":
+                raise PreparationCanceled()
+            output = _submit(submission)
         log(output)
         return output
+    except work.Canceled:
+        raise PreparationCanceled() from None
     except PreparationCanceled:
         raise
     except (ImageError, PreparationFailed) as exc:

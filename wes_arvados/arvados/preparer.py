@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..config import image_settings, load_config
 from ..images.registry import AuthConfig
-from . import runs
+from . import runs, work
 from .api import client_for
 from .backend import runner_image
 from .prepare import PreparationCanceled, PreparationFailed, PreparationJob, prepare
@@ -41,7 +41,7 @@ def main() -> int:
     api = client_for(arvados.api_host, job["token"], arvados.api_host_insecure)
     try:
         prepare(api, submission, image_settings(config), lambda line: log.info("run %s: %s", job["run_id"], line),
-                heartbeat_seconds=arvados.heartbeat_timeout / 4)
+                heartbeat_seconds=arvados.heartbeat_timeout / 4, turn=lambda canceled: work.turn(config, canceled))
         return 0
     except (PreparationFailed, PreparationCanceled) as exc:
         log.info("run %s: not submitted: %s", job["run_id"], exc or "canceled")

@@ -10,12 +10,15 @@ any replica tells work going on from work whose process stopped, and says so.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime
-from typing import Any, Callable, Dict, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
 from ..config import Config
 from ..timestamps import age_seconds
@@ -50,6 +53,35 @@ def beating(beat: Callable[[], object], every: float, name: str) -> Iterator[Non
     finally:
         stop.set()
         thread.join()
+
+
+class Canceled(Exception):
+    """The work was canceled while it waited for its turn."""
+
+
+@contextlib.contextmanager
+def turn(config: Config, canceled: Optional[threading.Event] = None, poll: float = 0.5) -> Iterator[None]:
+    """Hold one of the machine's ``arvados.max_concurrent_preparations`` turns while the block runs.
+
+    A turn is a lock file under the state directory that every process of the
+    machine's servers shares; it goes with its process however that ends. Waiting
+    stops with `Canceled` once `canceled` is set.
+    """
+    directory = Path(config.state_dir) / "arvados" / "turns"
+    directory.mkdir(parents=True, exist_ok=True)
+    while True:
+        for number in range(max(1, config.arvados.max_concurrent_preparations)):
+            with open(directory / f"{number}.lock", "a") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                yield  # the lock is released when the file closes
+                return
+        if canceled is not None and canceled.wait(poll):
+            raise Canceled()
+        if canceled is None:
+            time.sleep(poll)
 
 
 def start(config: Config, module: str, work_id: str, job: Dict[str, Any]) -> None:
