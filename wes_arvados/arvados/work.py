@@ -63,9 +63,9 @@ class Canceled(Exception):
 def turn(config: Config, canceled: Optional[threading.Event] = None, poll: float = 0.5) -> Iterator[None]:
     """Hold one of the machine's ``arvados.max_concurrent_preparations`` turns while the block runs.
 
-    A turn is a lock file under the state directory that every process of the
-    machine's servers shares; it goes with its process however that ends. Waiting
-    stops with `Canceled` once `canceled` is set.
+    A turn is a lock file under the state directory, shared by every process of
+    the servers that use that directory; it goes with its process however that
+    ends. Waiting stops with `Canceled` once `canceled` is set.
     """
     directory = Path(config.state_dir) / "arvados" / "turns"
     directory.mkdir(parents=True, exist_ok=True)
