@@ -34,8 +34,9 @@ from .registry import Repository
 # Pieces a cached blob is read in for inflation: 256 KiB stays in the L2 cache, which makes
 # inflation ~30 % faster than 1 MiB pieces (benchmarks/README.rst).
 READ_CHUNK = 256 << 10
-# Pieces (of at most layers.OUT_CHUNK, 256 KiB) a layer's inflater may run ahead of the archive writer: 8 MiB.
-INFLATE_AHEAD = 32
+# Pieces (of at most layers.OUT_CHUNK, 256 KiB) a layer's inflater may run ahead of the archive writer: 2 MiB,
+# as fast as 8 MiB was (benchmarks/pull_benchmark.py) and 10-20 MB less peak RSS per pull.
+INFLATE_AHEAD = 8
 
 T = TypeVar("T")
 

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
 # Keep takes blocks of up to 64 MiB; an eighth of that keeps memory low: at most one block
 # filling per layer job, and IN_FLIGHT joined and waiting for Keep (a block is joined only
-# once there is room for it). 16 MiB blocks peaked at ~200 MB RSS, 8 MiB at ~140 MB
+# once there is room for it). 16 MiB blocks peaked at ~200 MB RSS, 8 MiB at ~120 MB
 # (benchmarks/keep_benchmark.py).
 KEEP_BLOCK = 8 << 20
 IN_FLIGHT = 2
