@@ -1,0 +1,194 @@
+"""What a run needs sent: every document the CWL loader reads, and every file the inputs name.
+
+The documents are found by loading the workflow with cwltool and recording each one
+its fetcher reads, so ``run:``, ``$import``, ``$include`` and schema-def imports are
+all there because the loader read them, not because a scan guessed them. The input
+files come from the job as cwltool binds it: defaults filled in and the
+secondaryFiles of every top-level input discovered (a default's included), and a
+Directory with everything under it. Only local files are sent; ``http(s)`` and other
+remote locations are left for the server. Names are relative to the directory that
+holds them all, so the documents' relative references still hold on the server.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from urllib.parse import unquote, urlsplit
+
+from ..errors import BadRequest
+
+
+class DependencyError(BadRequest):
+    """The workflow or its inputs cannot be loaded; the message says why."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A local file sent with the run, under a relative name."""
+
+    name: str
+    path: Path
+
+
+@dataclass
+class Dependencies:
+    """The workflow's name among the attachments, the job rewritten to those names, and the attachments."""
+
+    workflow: str
+    job: Dict[str, Any]
+    attachments: List[Attachment] = field(default_factory=list)
+
+
+def _local_path(location: str) -> Optional[Path]:
+    """The file a ``file://`` URI (or plain path) names; None for any other scheme."""
+    parts = urlsplit(location)
+    if parts.scheme in ("", "file"):
+        return Path(unquote(parts.path)).resolve()
+    return None
+
+
+def _recording_fetcher(read: Set[Path]) -> Any:
+    from schema_salad.fetcher import DefaultFetcher
+
+    class Recording(DefaultFetcher):
+        """schema-salad's fetcher, noting every local document it reads."""
+
+        def fetch_text(self, url: str, content_types: Optional[List[str]] = None) -> str:
+            path = _local_path(url.split("#", 1)[0])
+            if path is not None:
+                read.add(path)
+            return str(super().fetch_text(url, content_types))
+
+    return Recording
+
+
+def documents_and_job(workflow: Path, job: Dict[str, Any]) -> Tuple[Set[Path], Dict[str, Any]]:
+    """The local documents cwltool reads to load `workflow`, and `job` as it binds it (file:// locations)."""
+    from cwltool.context import LoadingContext, RuntimeContext
+    from cwltool.load_tool import load_tool
+    from cwltool.workflow import default_make_tool
+
+    read: Set[Path] = set()
+    loading = LoadingContext({"fetcher_constructor": _recording_fetcher(read), "do_update": True,
+                              "construct_tool_object": default_make_tool, "disable_js_validation": True})
+    try:
+        tool = load_tool(workflow.resolve().as_uri(), loading)
+        namespaces: Dict[str, str] = {**dict(tool.metadata.get("$namespaces") or {}),  # type: ignore[arg-type]
+                                      **(job.get("$namespaces") or {})}
+        builder = tool._init_job(_expanded(job, namespaces),
+                                 RuntimeContext({"toplevel": True, "basedir": str(workflow.parent)}))
+    except Exception as exc:  # cwltool raises many kinds; the user needs the message
+        raise DependencyError(f"{workflow}: {' '.join(str(exc).split())}") from None
+    return read, dict(builder.job)
+
+
+def _files(value: Any) -> Iterator[Dict[str, Any]]:
+    """Every File and Directory object in a job value, secondaryFiles and listings included."""
+    if isinstance(value, dict):
+        if value.get("class") in ("File", "Directory"):
+            yield value
+        for key in ("secondaryFiles", "listing") if value.get("class") else ():
+            yield from _files(value.get(key))
+        if not value.get("class"):
+            for item in value.values():
+                yield from _files(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _files(item)
+
+
+def _inputs(job: Dict[str, Any]) -> Set[Path]:
+    """The local files the bound job names; a Directory stands for every file under it."""
+    found: Set[Path] = set()
+    for obj in _files(job):
+        path = _local_path(str(obj.get("location") or obj.get("path") or ""))
+        if path is None or not str(obj.get("location") or obj.get("path") or ""):
+            continue
+        if obj["class"] == "Directory":
+            for root, _, names in os.walk(path):
+                found.update(Path(root, name) for name in names)
+        else:
+            found.add(path)
+    return found
+
+
+def _absolute_job(job: Dict[str, Any], base: Path) -> Dict[str, Any]:
+    """The job with every relative File/Directory location made a file:// URI against `base` (the job file's folder)."""
+    def fix(value: Any) -> Any:
+        if isinstance(value, dict):
+            value = {k: fix(v) for k, v in value.items()}
+            if value.get("class") in ("File", "Directory"):
+                for key in ("location", "path"):
+                    ref = value.get(key)
+                    if isinstance(ref, str) and urlsplit(ref).scheme == "":
+                        value["location"] = (base / ref).resolve().as_uri()
+                        value.pop("path", None)
+                        break
+            return value
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        return value
+    return {k: fix(v) for k, v in job.items()}
+
+
+def _relative_job(job: Dict[str, Any], names: Dict[Path, str]) -> Dict[str, Any]:
+    """The job the user gave, each local location replaced by its attachment's name."""
+    def fix(value: Any) -> Any:
+        if isinstance(value, dict):
+            value = {k: fix(v) for k, v in value.items()}
+            if value.get("class") in ("File", "Directory"):
+                path = _local_path(str(value.get("location") or ""))
+                if path is not None and value.get("location"):
+                    value["location"] = names.get(path) or _name_of_directory(path, names)
+            return value
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        return value
+    return {k: fix(v) for k, v in job.items()}
+
+
+def _name_of_directory(path: Path, names: Dict[Path, str]) -> str:
+    """A directory's name on the server: that of the files under it, cut at its own level."""
+    for file, name in names.items():
+        if path in file.parents:
+            depth = len(file.relative_to(path).parts)
+            return "/".join(name.split("/")[:-depth]) or "."
+    return path.name
+
+
+def _expanded(job: Dict[str, Any], namespaces: Dict[str, str]) -> Dict[str, Any]:
+    """The job as cwltool binds it: File formats with their prefix expanded, and ``$``-keys left out."""
+    def fix(value: Any) -> Any:
+        if isinstance(value, dict):
+            value = {k: fix(v) for k, v in value.items()}
+            prefix, _, rest = str(value.get("format") or "").partition(":")
+            if value.get("class") == "File" and rest and prefix in namespaces:
+                value["format"] = namespaces[prefix] + rest
+            return value
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        return value
+    return {k: fix(v) for k, v in job.items() if not k.startswith("$")}
+
+
+def find(workflow: Path, job: Optional[Dict[str, Any]] = None, job_dir: Optional[Path] = None) -> Dependencies:
+    """Everything `workflow` run with `job` (relative locations against `job_dir`) needs sent, and how to name it."""
+    fragment = ""
+    text = str(workflow)
+    if "#" in text:
+        text, fragment = text.split("#", 1)
+    workflow = Path(text).resolve()
+    given = _absolute_job(job or {}, (job_dir or Path.cwd()).resolve())
+    documents, bound = documents_and_job(Path(str(workflow) + (f"#{fragment}" if fragment else "")), given)
+    documents.add(workflow)
+    files = documents | _inputs(given) | _inputs(bound)
+    missing = sorted(str(p) for p in files if not p.is_file())
+    if missing:
+        raise DependencyError(f"not found: {', '.join(missing)}")
+    base = Path(os.path.commonpath([str(p.parent) for p in files]))
+    names = {path: path.relative_to(base).as_posix() for path in files}
+    attachments = sorted((Attachment(name, path) for path, name in names.items()), key=lambda a: a.name)
+    return Dependencies(names[workflow] + (f"#{fragment}" if fragment else ""), _relative_job(given, names), attachments)
