@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import ssl
 import threading
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 from urllib.parse import unquote, urljoin, urlsplit
 
 import urllib3
@@ -209,12 +209,13 @@ class Client:
             return manager
 
     def request(self, method: str, url: str, headers: Optional[Mapping[str, str]] = None,
-                body: Optional[bytes] = None, *, timeout: Optional[float] = None,
+                body: Union[None, bytes, Iterable[bytes]] = None, *, timeout: Optional[float] = None,
                 redirects: int = 0) -> urllib3.BaseHTTPResponse:
         """Send one request; return the answer once its head has arrived, its body unread and undecoded.
 
         Up to `redirects` redirects are followed (none by default). A request that met
-        an idle connection the server had closed is sent once more on another.
+        an idle connection the server had closed is sent once more on another, unless
+        its body is an iterable (streamed, it cannot be sent again).
         """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -223,7 +224,7 @@ class Client:
         manager = self._manager(proxy, parts.scheme)
         retries = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=redirects,
                                 respect_retry_after_header=False)
-        for attempt in range(2):
+        for attempt in range(2 if body is None or isinstance(body, bytes) else 1):
             try:
                 response = manager.urlopen(
                     method, url, body=body, headers={**self.headers, **(headers or {})}, retries=retries,

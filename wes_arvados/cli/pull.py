@@ -180,7 +180,8 @@ def _run_keep(args: argparse.Namespace, ref: Reference) -> int:
 
 
 def _run_remote(args: argparse.Namespace) -> int:
-    from .pull_remote import api_base, pull_on_server
+    from ..client.session import api_base
+    from .pull_remote import pull_on_server
 
     status, pull = _guarded(args, lambda: pull_on_server(args.server, args.image, args.platform,
                                                          args.registry_config, args.token))

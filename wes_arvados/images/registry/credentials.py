@@ -199,3 +199,11 @@ def parse_registry_auth(header: str) -> Dict[str, AuthConfig]:
     found = {canonical_registry(key): _decode_auth(entry, REGISTRY_AUTH_HEADER)
              for key, entry in auths.items() if isinstance(entry, dict)}
     return {registry: auth for registry, auth in found.items() if auth}
+
+
+def encode_registry_auth(auths: Dict[str, AuthConfig]) -> str:
+    """An ``X-Registry-Auth`` header carrying `auths` (registry → AuthConfig) as a config.json ``auths`` map."""
+    doc = {"auths": {registry: {k: v for k, v in {
+        "username": auth.username, "password": auth.password, "identitytoken": auth.identity_token,
+        "registrytoken": auth.registry_token}.items() if v} for registry, auth in auths.items()}}
+    return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode()

@@ -1,0 +1,79 @@
+"""`wes-arvados run` against a real server on the local backend (wes_arvados/cli/run.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+from ..wes import WesServer
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+MAKES_A_DIRECTORY = """cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: [sh, -c, "mkdir -p d/sub && echo a > d/a.txt && echo b > d/sub/b.txt"]
+inputs: {}
+outputs:
+  d: {type: Directory, outputBinding: {glob: d}}
+"""
+FAILS = """cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: [sh, -c, "echo failing >&2; exit 3"]
+inputs: {}
+outputs: {}
+"""
+
+
+def _run(args: List[str], cwd: Path, env_extra: dict = {}) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WES_", "ARVADOS_"))}
+    env.update(env_extra)
+    return subprocess.run([sys.executable, "-m", "wes_arvados", "run", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_run_downloads_its_outputs_and_prints_the_output_object(server: WesServer, tmp_path: Path) -> None:
+    (tmp_path / "job.yml").write_text("name: client\n")
+    done = _run([str(DATA / "hello.cwl"), "job.yml", "--outdir", "out"], tmp_path,
+                {"WES_ARVADOS_SERVER": server.url.split("/ga4gh/")[0]})
+    assert done.returncode == 0, done.stderr
+    greeting = tmp_path / "out" / "greeting.txt"
+    assert greeting.read_text() == "hello client\n"
+    assert json.loads(done.stdout) == {"greeting": {
+        "class": "File", "basename": "greeting.txt", "location": greeting.as_uri(), "path": str(greeting),
+        "size": 13, "checksum": "sha1$2c86d6720056833c96010baea3c2388b6f159b3b"}}
+    assert "submitted run" in done.stderr and "COMPLETE" in done.stderr
+    assert "task hello.cwl ended, exit code 0" in done.stderr
+    quiet = _run([str(DATA / "hello.cwl"), "job.yml", "--outdir", "again", "--quiet", "--server", server.url],
+                 tmp_path)
+    assert (quiet.returncode, quiet.stderr) == (0, "")
+
+    (tmp_path / "dir.cwl").write_text(MAKES_A_DIRECTORY)
+    made = _run(["--server", server.url, "--outdir", "tree", "--quiet", "dir.cwl"], tmp_path)
+    assert made.returncode == 0, made.stderr
+    tree = tmp_path / "tree" / "d"
+    assert (tree / "a.txt").read_text() == "a\n" and (tree / "sub" / "b.txt").read_text() == "b\n"
+    d = json.loads(made.stdout)["d"]
+    assert (d["class"], d["path"]) == ("Directory", str(tree))
+    assert sorted(e["path"] for e in d["listing"]) == [str(tree / "a.txt"), str(tree / "sub")]
+
+
+def test_a_failed_run_exits_as_cwltool_does_and_errors_are_one_line(server: WesServer, tmp_path: Path) -> None:
+    (tmp_path / "fails.cwl").write_text(FAILS)
+    plain = subprocess.run([str(Path(sys.executable).with_name("cwltool")), "--outdir", str(tmp_path / "plain"),
+                            "fails.cwl"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    ours = _run(["--server", server.url, "fails.cwl"], tmp_path)
+    assert plain.returncode != 0 and ours.returncode == plain.returncode, (plain.stderr, ours.stderr)
+
+    submitted = _run(["--server", server.url, "--no-wait", str(DATA / "hello.cwl")], tmp_path)
+    # A missing input is found before anything is sent, as cwltool finds it: one line.
+    assert submitted.returncode == 1 and "Missing required input parameter 'name'" in submitted.stderr
+    assert len(submitted.stderr.strip().splitlines()) == 1
+    (tmp_path / "job.yml").write_text("name: later\n")
+    queued = _run(["--server", server.url, "--no-wait", str(DATA / "hello.cwl"), "job.yml"], tmp_path)
+    assert queued.returncode == 0 and queued.stdout.strip()  # the run id, and no waiting
+    unreachable = _run(["--server", "http://127.0.0.1:9", str(DATA / "hello.cwl"), "job.yml"], tmp_path)
+    assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr

@@ -1,0 +1,130 @@
+"""`wes-arvados run WORKFLOW [JOB]`: run a CWL workflow on a wes-arvados server as cwl-runner would, no Docker here.
+
+It sends what the run needs (`client.dependencies`), streamed, follows the run on
+stderr, downloads the outputs into ``--outdir`` and prints the output object. The
+exit code is 0 on success, the run's own exit code when the workflow failed
+(33 for an unsupported requirement, as cwltool says), and 1 for anything else,
+with one line saying why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from ..client.dependencies import DependencyError, find
+from ..client.follow import follow
+from ..client.multipart import MultipartBody
+from ..client.outputs import download_outputs
+from ..client.session import ClientError, WesSession
+from ..images.errors import ImageError
+from ..images.registry.credentials import REGISTRY_AUTH_HEADER, DockerConfig, encode_registry_auth
+
+SERVER_VARIABLES = ("WES_ARVADOS_SERVER", "WES_ENDPOINT")
+TOKEN_VARIABLES = ("WES_ARVADOS_TOKEN", "ARVADOS_API_TOKEN")
+
+
+def add_run_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Callable[[argparse.Namespace], int]:
+    """Add `run` to the command's sub-commands; return its runner."""
+    parser = sub.add_parser("run", help="run a CWL workflow on a wes-arvados server, as cwl-runner does",
+                            description=__doc__)
+    parser.add_argument("workflow", help="the CWL document (a path, with #fragment if need be)")
+    parser.add_argument("job", nargs="?", help="the inputs (YAML or JSON)")
+    parser.add_argument("--server", default=_first(SERVER_VARIABLES),
+                        help="the server, http(s)://host[:port] (default $WES_ARVADOS_SERVER or $WES_ENDPOINT)")
+    parser.add_argument("--token", default=_first(TOKEN_VARIABLES),
+                        help="the bearer token (default $WES_ARVADOS_TOKEN, else $ARVADOS_API_TOKEN)")
+    parser.add_argument("--outdir", default=".", help="where the outputs go (default: here)")
+    parser.add_argument("--basedir", help="what relative input paths are relative to (default: the job's folder)")
+    parser.add_argument("--registry-config", action="append", default=[], metavar="CONFIG_JSON",
+                        help="a docker config.json whose registry credentials go with this run only")
+    parser.add_argument("--no-wait", action="store_true", help="print the run id once submitted, and exit")
+    parser.add_argument("--quiet", action="store_true", help="say nothing on stderr but errors")
+    return run
+
+
+def _first(names: tuple) -> Optional[str]:
+    return next((os.environ[n] for n in names if os.environ.get(n)), None)
+
+
+def _load_job(path: Optional[str]) -> Dict[str, Any]:
+    if not path:
+        return {}
+    from ruamel.yaml import YAML  # cwltool's own YAML, always there with it
+
+    try:
+        job = YAML(typ="safe").load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, ValueError) as exc:
+        raise ClientError(f"cannot read the job {path}: {exc}") from None
+    if not isinstance(job, dict):
+        raise ClientError(f"the job {path} is not a mapping of inputs")
+    return job
+
+
+def _cwl_version(workflow: Path) -> str:
+    from ruamel.yaml import YAML
+
+    try:
+        document = YAML(typ="safe").load(workflow.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ClientError(f"cannot read {workflow}: {exc}") from None
+    version = document.get("cwlVersion") if isinstance(document, dict) else None
+    return str(version or "v1.2")
+
+
+def _registry_auth(config_files: List[str]) -> Optional[str]:
+    auths = {}
+    for path in config_files:
+        auths.update(DockerConfig.load(Path(path)).auths)
+    return encode_registry_auth(auths) if auths else None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Submit, follow, download; the exit code as cwl-runner gives it."""
+    say: Callable[[str], None] = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+    if not args.server:
+        return _fail("no server: give --server or set WES_ARVADOS_SERVER")
+    session = WesSession(args.server, args.token)
+    try:
+        job = _load_job(args.job)
+        job_dir = Path(args.basedir or (Path(args.job).parent if args.job else "."))
+        needs = find(Path(args.workflow), job, job_dir)
+        body = MultipartBody(fields=[
+            ("workflow_url", needs.workflow), ("workflow_type", "CWL"),
+            ("workflow_type_version", _cwl_version(Path(args.workflow.split("#", 1)[0]))),
+            ("workflow_params", json.dumps(needs.job))],
+            files=[("workflow_attachment", a.name, a.path) for a in needs.attachments])
+        auth = _registry_auth(args.registry_config)
+        total = sum(a.path.stat().st_size for a in needs.attachments)
+        say(f"uploading {len(needs.attachments)} files, {total} bytes, to {session.base}")
+        run_id = session.submit(body, {REGISTRY_AUTH_HEADER: auth} if auth else None)
+        say(f"submitted run {run_id}")
+        if args.no_wait:
+            print(run_id)
+            return 0
+        log = follow(session, run_id, say)
+        state = log.get("state")
+        if state == "COMPLETE":
+            outputs = download_outputs(session, log.get("outputs") or {}, Path(args.outdir), say)
+            print(json.dumps(outputs, indent=4))
+            return 0
+        exit_code = (log.get("run_log") or {}).get("exit_code")
+        if state == "EXECUTOR_ERROR":
+            return exit_code if isinstance(exit_code, int) and exit_code > 0 else 1
+        last = (log.get("system_logs") or [f"the run ended {state}"])[-1]
+        return _fail(f"run {run_id} ended {state}: {last}")
+    except (ClientError, DependencyError, ImageError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+    finally:
+        session.close()
+
+
+def _fail(message: str) -> int:
+    print(f"wes-arvados run: {' '.join(message.split())}", file=sys.stderr)
+    return 1
