@@ -1,8 +1,9 @@
 """A small library around the CWL v1.2 conformance suite and cwltest.
 
 It finds the suite (``shared/cwl-v1.2`` beside the project), lists its tests,
-runs cwltest on a selection of them with a given CWL runner — plain cwltool, or
-toil-wes-cwl-runner sending each test to a WES server — and returns each
+runs cwltest on a selection of them with a given CWL runner — plain cwltool,
+toil-wes-cwl-runner sending each test to a WES server, or our own client
+``wes-arvados run`` doing the same — and returns each
 test's outcome: passed, failed, or unsupported (the runner exited 33 on a test
 that is not `required`).
 
@@ -12,8 +13,9 @@ included, the tools' Docker images coming from the stand-ins of
 tagged `docker` (EXCLUDED_TAGS) left out, as they need a container to pass.
 
 cwltest and toil-wes-cwl-runner live in .venv-peers (``make peers``); plain
-cwltool is the project's own (.venv).  cwltest runs through ``cwltest_http.py``
-so that it can check outputs the WES server returns as http(s) URLs.
+cwltool is the project's own (.venv).  For toil-wes-cwl-runner, cwltest runs
+through ``cwltest_http.py`` so that it can check outputs the WES server returns
+as http(s) URLs; ``wes-arvados run`` downloads them, so plain cwltest checks it.
 
 The selection is written to a test file of its own (absolute tool and job
 paths) rather than picked with cwltest's ``-n``: with ``-n``, cwltest's JUnit
@@ -44,6 +46,7 @@ PEERS_BIN = ROOT / ".venv-peers" / "bin"
 PEERS_PYTHON = PEERS_BIN / "python"
 TOIL_WES_RUNNER = PEERS_BIN / "toil-wes-cwl-runner"
 CWLTOOL = ROOT / ".venv" / "bin" / "cwltool"
+WES_ARVADOS = ROOT / ".venv" / "bin" / "wes-arvados"
 CWLTEST_HTTP = Path(__file__).resolve().with_name("cwltest_http.py")
 EXCLUDED_TAGS: Tuple[str, ...] = ("docker",)
 
@@ -206,11 +209,15 @@ def pick(tests: Sequence[ConformanceTest], ids: Iterable[str]) -> List[Conforman
 
 @dataclass
 class Runner:
-    """A CWL runner as cwltest calls it: ``executable *args [--outdir=D --quiet] tool [job]``."""
+    """A CWL runner as cwltest calls it: ``executable *args [--outdir=D --quiet] tool [job]``.
+
+    `plain`: its outputs are local files, so plain cwltest checks them (no http plugin).
+    """
 
     name: str
     executable: str
     args: List[str] = field(default_factory=list)
+    plain: bool = False
 
 
 # Options given to cwltool in both ways of running, so that they compare like
@@ -229,6 +236,12 @@ def engine_options(containers: bool) -> Tuple[str, ...]:
 def cwltool_runner(options: Sequence[str] = ENGINE_OPTIONS) -> Runner:
     """The project's own cwltool (the version the server runs)."""
     return Runner("cwltool", str(CWLTOOL), list(options))
+
+
+def client_runner(wes_url: str, options: Sequence[str] = ENGINE_OPTIONS) -> Runner:
+    """Our own client, ``wes-arvados run``, against a WES server; the options go as engine parameters."""
+    return Runner("wes-arvados run", str(WES_ARVADOS), ["run", f"--server={wes_url}",
+                                                        *(f"--engine-parameter={o}" for o in options)], plain=True)
 
 
 def wes_runner(wes_url: str, options: Sequence[str] = ENGINE_OPTIONS) -> Runner:
@@ -292,7 +305,8 @@ def run_cwltest(tests: Sequence[ConformanceTest], runner: Runner, workdir: Path,
     junit = workdir / "junit.xml"
     if junit.exists():
         junit.unlink()
-    cmd = [str(PEERS_PYTHON), str(CWLTEST_HTTP), "--test", str(test_file), "--tool", runner.executable,
+    cwltest = [str(PEERS_BIN / "cwltest")] if runner.plain else [str(PEERS_PYTHON), str(CWLTEST_HTTP)]
+    cmd = [*cwltest, "--test", str(test_file), "--tool", runner.executable,
            "-j", str(jobs), "--timeout", str(timeout), "--junit-xml", str(junit),
            "--classname", runner.name, "--", *runner.args]
     environment = {**os.environ, **(env or {})}

@@ -1,8 +1,10 @@
 """CI part of the CWL v1.2 conformance comparison: a representative subset.
 
 The same ~50 non-docker tests run with the project's plain cwltool and through
-the WES server (toil-wes-cwl-runner); every test that plain cwltool passes must
-pass through WES too.  They run without containers (``--no-container``); the
+the WES server, with toil-wes-cwl-runner and with our own client `wes-arvados
+run` (checked by plain cwltest: it downloads the outputs); every test that plain
+cwltool passes must pass through both. `wes-arvados run` also runs the four
+tests that toil-wes-cwl-runner cannot pass (suite.CLIENT_LIMITATIONS).  They run without containers (``--no-container``); the
 docker part of the CI subset is test_conformance_docker.py.  The counts are
 printed at the end of pytest's output (tests/conformance/conftest.py).  `make
 conformance` runs the whole suite, with containers.
@@ -94,6 +96,8 @@ SUBSET: Tuple[str, ...] = (
     "very_big_and_very_floats_nojs",  # required, command_line_tool
 )
 
+# Tests no server can pass through toil-wes-cwl-runner (suite.CLIENT_LIMITATIONS): our client must pass them.
+CLIENT_EXTRA: Tuple[str, ...] = tuple(suite.CLIENT_LIMITATIONS)
 CWLTOOL_JOBS = 2  # two cores
 WES_JOBS = 4  # the server runs 2 at once; the other clients are busy attaching and polling
 TIMEOUT = 240  # per test
@@ -107,33 +111,48 @@ def subset() -> List[suite.ConformanceTest]:
     return suite.pick(suite.without_tags(suite.load_tests()), SUBSET)
 
 
+Outcomes = Tuple[Dict[str, suite.Result], Dict[str, suite.Result], Dict[str, suite.Result]]
+
+
 @pytest.fixture(scope="module")
-def outcomes(subset: List[suite.ConformanceTest], tmp_path_factory: pytest.TempPathFactory
-             ) -> Tuple[Dict[str, suite.Result], Dict[str, suite.Result]]:
-    """Run the subset with plain cwltool, then through a fresh server; both results by test id."""
+def outcomes(subset: List[suite.ConformanceTest], tmp_path_factory: pytest.TempPathFactory) -> Outcomes:
+    """Run the subset with plain cwltool, then through a fresh server with toil-wes-cwl-runner and with
+    `wes-arvados run` (which also runs CLIENT_EXTRA); the three results by test id."""
     work = tmp_path_factory.mktemp("conformance")
+    extra = suite.pick(suite.load_tests(), CLIENT_EXTRA)
     clock = suite.Stopwatch()
-    plain = suite.run_cwltest(subset, suite.cwltool_runner(), work / "cwltool", jobs=CWLTOOL_JOBS, timeout=TIMEOUT)
+    plain = suite.run_cwltest(subset + extra, suite.cwltool_runner(), work / "cwltool", jobs=CWLTOOL_JOBS,
+                              timeout=TIMEOUT)
     plain_seconds = clock.seconds
     server = suite.start_server(WesServer(work / "state", workers=2, max_concurrent_runs=2))
     try:
         clock = suite.Stopwatch()
         wes = suite.run_cwltest(subset, suite.wes_runner(server.url), work / "wes", jobs=WES_JOBS, timeout=TIMEOUT)
         wes_seconds = clock.seconds
+        clock = suite.Stopwatch()
+        ours = suite.run_cwltest(subset + extra, suite.client_runner(server.url), work / "client", jobs=WES_JOBS,
+                                 timeout=TIMEOUT)
+        ours_seconds = clock.seconds
     finally:
         server.stop()
         server.kill_runs()
-    different = suite.differences(subset, plain, wes)
     suite.add_summary([
-        f"without containers ({len(subset)} tests, {' '.join(suite.ENGINE_OPTIONS)}):",
+        f"without containers ({len(subset)} tests, {' '.join(suite.ENGINE_OPTIONS)}; "
+        f"wes-arvados run also the {len(extra)} that toil-wes-cwl-runner cannot pass):",
         f"{suite.count_line('cwltool', plain)}  [{plain_seconds:.0f} s]",
         f"{suite.count_line('WES', wes)}  [{wes_seconds:.0f} s]",
+        f"{suite.count_line('wes-arvados run', ours)}  [{ours_seconds:.0f} s]",
     ])
+    everything = subset + extra
+    different = suite.differences(subset, plain, wes) + suite.differences(everything, plain, ours)
     if different:
-        table = suite.outcome_table(different, [("cwltool", plain), ("WES", wes)], suite.CLIENT_LIMITATIONS)
+        unique = list({t.id: t for t in different}.values())
+        missing = suite.Result("", "-")
+        table = suite.outcome_table(unique, [("cwltool", plain), ("WES", {**{t.id: missing for t in extra}, **wes}),
+                                             ("wes-arvados run", ours)], suite.CLIENT_LIMITATIONS)
         suite.SUMMARY += ["", table]
-    suite.SUMMARY.append(f"reports: {work}/{{cwltool,wes}}/junit.xml; server log: {server.log_path}")
-    return plain, wes
+    suite.SUMMARY.append(f"reports: {work}/{{cwltool,wes,client}}/junit.xml; server log: {server.log_path}")
+    return plain, wes, ours
 
 
 def test_subset_covers_the_families(subset: List[suite.ConformanceTest]) -> None:
@@ -149,20 +168,32 @@ def test_subset_covers_the_families(subset: List[suite.ConformanceTest]) -> None
 
 def test_plain_cwltool_passes_most_of_the_subset(
         subset: List[suite.ConformanceTest],
-        outcomes: Tuple[Dict[str, suite.Result], Dict[str, suite.Result]]) -> None:
+        outcomes: Outcomes) -> None:
     # The comparison below means little if the baseline itself broke.
-    plain, _ = outcomes
+    plain, _, _ = outcomes
     failing = [t.id for t in subset if plain[t.id].outcome != suite.PASSED]
     assert len(failing) <= len(subset) // 10, f"plain cwltool does not pass: {failing}"
 
 
 @pytest.mark.parametrize("test_id", SUBSET)
 def test_wes_passes_what_cwltool_passes(test_id: str, subset: List[suite.ConformanceTest],
-                                        outcomes: Tuple[Dict[str, suite.Result], Dict[str, suite.Result]]) -> None:
-    plain, wes = outcomes
+                                        outcomes: Outcomes) -> None:
+    plain, wes, _ = outcomes
     if plain[test_id].outcome != suite.PASSED:
         return  # nothing to live up to; the test above keeps such tests few
     if wes[test_id].outcome != suite.PASSED:
         test = next(t for t in subset if t.id == test_id)
         pytest.fail(f"passes with plain cwltool, {wes[test_id].outcome} through WES:\n"
                     + suite.failure_details([test], wes), pytrace=False)
+
+
+@pytest.mark.parametrize("test_id", SUBSET + CLIENT_EXTRA)
+def test_wes_arvados_run_passes_what_cwltool_passes(test_id: str, subset: List[suite.ConformanceTest],
+                                                    outcomes: Outcomes) -> None:
+    plain, _, ours = outcomes
+    if plain[test_id].outcome != suite.PASSED:
+        return  # nothing to live up to
+    if ours[test_id].outcome != suite.PASSED:
+        test = next(t for t in suite.load_tests() if t.id == test_id)
+        pytest.fail(f"passes with plain cwltool, {ours[test_id].outcome} through wes-arvados run:\n"
+                    + suite.failure_details([test], ours), pytrace=False)

@@ -42,6 +42,9 @@ def add_run_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     parser.add_argument("--basedir", help="what relative input paths are relative to (default: the job's folder)")
     parser.add_argument("--registry-config", action="append", default=[], metavar="CONFIG_JSON",
                         help="a docker config.json whose registry credentials go with this run only")
+    parser.add_argument("--engine-parameter", action="append", default=[], metavar="OPTION[=VALUE]",
+                        help="an engine option for the server to pass (workflow_engine_parameters), e.g. "
+                             "--engine-parameter=--disable-reuse; repeatable")
     parser.add_argument("--no-wait", action="store_true", help="print the run id once submitted, and exit")
     parser.add_argument("--quiet", action="store_true", help="say nothing on stderr but errors")
     return run
@@ -76,6 +79,15 @@ def _cwl_version(workflow: Path) -> str:
     return str(version or "v1.2")
 
 
+def _engine_parameters(given: List[str]) -> Dict[str, Optional[str]]:
+    """``--opt`` and ``--opt=value`` as workflow_engine_parameters (a flag's value is null)."""
+    parameters: Dict[str, Optional[str]] = {}
+    for item in given:
+        key, sep, value = item.partition("=")
+        parameters[key] = value if sep else None
+    return parameters
+
+
 def _registry_auth(config_files: List[str]) -> Optional[str]:
     auths = {}
     for path in config_files:
@@ -96,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
         body = MultipartBody(fields=[
             ("workflow_url", needs.workflow), ("workflow_type", "CWL"),
             ("workflow_type_version", _cwl_version(Path(args.workflow.split("#", 1)[0]))),
-            ("workflow_params", json.dumps(needs.job))],
+            ("workflow_params", json.dumps(needs.job)),
+            *([("workflow_engine_parameters", json.dumps(_engine_parameters(args.engine_parameter)))]
+              if args.engine_parameter else [])],
             files=[("workflow_attachment", a.name, a.path) for a in needs.attachments])
         auth = _registry_auth(args.registry_config)
         total = sum(a.path.stat().st_size for a in needs.attachments)

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from ..errors import BadRequest
 
@@ -65,8 +65,9 @@ def _recording_fetcher(read: Set[Path]) -> Any:
     return Recording
 
 
-def documents_and_job(workflow: Path, job: Dict[str, Any]) -> Tuple[Set[Path], Dict[str, Any]]:
-    """The local documents cwltool reads to load `workflow`, and `job` as it binds it (file:// locations)."""
+def documents_and_job(workflow: Path, fragment: str, job: Dict[str, Any]) -> Tuple[Set[Path], Dict[str, Any]]:
+    """The local files cwltool reads or its documents name (a requirement's listing, a default), and `job`
+    as it binds it (file:// locations)."""
     from cwltool.context import LoadingContext, RuntimeContext
     from cwltool.load_tool import load_tool
     from cwltool.workflow import default_make_tool
@@ -75,24 +76,42 @@ def documents_and_job(workflow: Path, job: Dict[str, Any]) -> Tuple[Set[Path], D
     loading = LoadingContext({"fetcher_constructor": _recording_fetcher(read), "do_update": True,
                               "construct_tool_object": default_make_tool, "disable_js_validation": True})
     try:
-        tool = load_tool(workflow.resolve().as_uri(), loading)
+        tool = load_tool(workflow.resolve().as_uri() + (f"#{fragment}" if fragment else ""), loading)
+        named = _named_by_documents(tool.doc_loader.idx if tool.doc_loader is not None else {})
         namespaces: Dict[str, str] = {**dict(tool.metadata.get("$namespaces") or {}),  # type: ignore[arg-type]
                                       **(job.get("$namespaces") or {})}
         builder = tool._init_job(_expanded(job, namespaces),
                                  RuntimeContext({"toplevel": True, "basedir": str(workflow.parent)}))
     except Exception as exc:  # cwltool raises many kinds; the user needs the message
         raise DependencyError(f"{workflow}: {' '.join(str(exc).split())}") from None
-    return read, dict(builder.job)
+    return read | named, dict(builder.job)
+
+
+def _named_by_documents(index: Dict[str, Any]) -> Set[Path]:
+    """The local files the loaded documents name as File/Directory objects; a ``path`` is made a location.
+
+    The loader resolves a ``location`` against its document; a bare ``path`` (allowed in a default) is
+    resolved here against the document that holds it, as cwltool does before it binds the inputs.
+    """
+    found: Set[Path] = set()
+    for uri, document in list(index.items()):
+        if "#" in uri:
+            continue  # a part of a document the walk below reaches from the document itself
+        for obj in _files(document):
+            if not obj.get("location") and isinstance(obj.get("path"), str):
+                obj["location"] = urljoin(uri, obj.pop("path"))
+            found |= _inputs({"_": obj})
+    return found
 
 
 def _files(value: Any) -> Iterator[Dict[str, Any]]:
-    """Every File and Directory object in a job value, secondaryFiles and listings included."""
+    """Every File and Directory object in a job value or a document, secondaryFiles and listings included."""
     if isinstance(value, dict):
         if value.get("class") in ("File", "Directory"):
             yield value
-        for key in ("secondaryFiles", "listing") if value.get("class") else ():
-            yield from _files(value.get(key))
-        if not value.get("class"):
+            for key in ("secondaryFiles", "listing"):
+                yield from _files(value.get(key))
+        else:
             for item in value.values():
                 yield from _files(item)
     elif isinstance(value, list):
@@ -104,8 +123,9 @@ def _inputs(job: Dict[str, Any]) -> Set[Path]:
     """The local files the bound job names; a Directory stands for every file under it."""
     found: Set[Path] = set()
     for obj in _files(job):
-        path = _local_path(str(obj.get("location") or obj.get("path") or ""))
-        if path is None or not str(obj.get("location") or obj.get("path") or ""):
+        where = str(obj.get("location") or obj.get("path") or "")
+        path = _local_path(where) if where and not where.startswith("_:") else None  # "_:": a literal
+        if path is None:
             continue
         if obj["class"] == "Directory":
             for root, _, names in os.walk(path):
@@ -182,7 +202,7 @@ def find(workflow: Path, job: Optional[Dict[str, Any]] = None, job_dir: Optional
         text, fragment = text.split("#", 1)
     workflow = Path(text).resolve()
     given = _absolute_job(job or {}, (job_dir or Path.cwd()).resolve())
-    documents, bound = documents_and_job(Path(str(workflow) + (f"#{fragment}" if fragment else "")), given)
+    documents, bound = documents_and_job(workflow, fragment, given)
     documents.add(workflow)
     files = documents | _inputs(given) | _inputs(bound)
     missing = sorted(str(p) for p in files if not p.is_file())

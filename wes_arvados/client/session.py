@@ -64,7 +64,7 @@ class WesSession:
             response = self.http.request(method, url, sent, data)
             status, answer = response.status, read_capped(response, MAX_ANSWER, f"the answer of {url}")
         except TransportError as exc:
-            raise ClientError(f"cannot reach {self.base}: {exc}") from None
+            raise ClientError(f"{self.base}: {exc}") from None
         return self._json(status, answer, expect)
 
     def _json(self, status: int, answer: bytes, expect: int) -> Dict[str, Any]:
@@ -89,7 +89,7 @@ class WesSession:
             response = self.http.request("POST", self.base + "/runs", head, body.chunks(sent), timeout=3600)
             status, answer = response.status, read_capped(response, MAX_ANSWER, "the answer to POST /runs")
         except TransportError as exc:
-            raise ClientError(f"cannot reach {self.base}: {exc}") from None
+            raise ClientError(f"{self.base}: {exc}") from None
         run_id = self._json(status, answer, 200).get("run_id")
         if not isinstance(run_id, str):
             raise ClientError(f"{self.base} answered POST /runs with no run_id")
