@@ -12,7 +12,7 @@ import sys
 import time
 from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import psutil
 import pytest
@@ -230,35 +230,61 @@ def test_a_run_whose_image_cannot_be_had_is_a_system_error_that_names_it(
     assert arvados_double.record(run_id)["state"] == "Uncommitted"  # a-c-r never ran; nothing was half-submitted
 
 
-def _toil_run(server: WesServer, double: ArvadosDouble, owner: Dict[str, Any], workdir: Path) -> Dict[str, Any]:
-    """Run wf.cwl with job.yml in `workdir` through toil-wes-cwl-runner as `owner`, playing Arvados' dispatcher.
+def _client_run(argv: List[str], env: Dict[str, str], workdir: Path, double: ArvadosDouble, owner: Dict[str, Any],
+                output: Optional[Dict[str, str]] = None) -> Tuple[Dict[str, Any], str]:
+    """Run a WES client command in `workdir` as `owner`, playing Arvados' dispatcher for its run.
 
-    Returns the runner request a-c-r committed; fails unless the runner exits 0 printing the empty output object.
+    Once a-c-r has committed the run, its container completes with `output` (files of the output
+    collection; none by default). Returns the committed runner request and the client's stdout;
+    fails unless the client exits 0. The client's PATH holds no docker.
     """
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(TOIL_WES_USER="anyone", TOIL_WES_PASSWORD=owner["token"],  # HTTP Basic, the token as password
-               PATH=str(PEERS_BIN))  # its cwltool --print-deps, and no docker anywhere on the client either
     assert shutil.which("docker", path=env["PATH"]) is None
-    endpoint = server.url.split("/ga4gh/")[0]
     before = {r["uuid"] for r in double.records("container_requests", owner_uuid=owner["uuid"])}
-    runner = subprocess.Popen([str(TOIL_WES_RUNNER), f"--wes_endpoint={endpoint}", "wf.cwl", "job.yml"],
-                              cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(argv, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        # Once a-c-r has committed the run, its container runs and completes.
         deadline = time.monotonic() + 120
         while not (committed := [r for r in double.records("container_requests", owner_uuid=owner["uuid"],
                                                            state="Committed") if r["uuid"] not in before]):
             assert time.monotonic() < deadline and runner.poll() is None, runner.communicate(timeout=5)
             time.sleep(0.3)
         double.set_container_state(committed[0]["container_uuid"], "Complete", exit_code=0,
-                                   log={"stderr.txt": "done\n"}, output={"cwl.output.json": "{}"})
+                                   log={"stderr.txt": "done\n"}, output=output or {"cwl.output.json": "{}"})
         stdout, stderr = runner.communicate(timeout=120)
     finally:
         if runner.poll() is None:
             runner.kill()
     assert runner.returncode == 0, stderr
+    return committed[0], stdout
+
+
+def _toil_run(server: WesServer, double: ArvadosDouble, owner: Dict[str, Any], workdir: Path) -> Dict[str, Any]:
+    """Run wf.cwl with job.yml in `workdir` through toil-wes-cwl-runner as `owner`; the committed runner request."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(TOIL_WES_USER="anyone", TOIL_WES_PASSWORD=owner["token"],  # HTTP Basic, the token as password
+               PATH=str(PEERS_BIN))  # its cwltool --print-deps, and no docker anywhere on the client either
+    endpoint = server.url.split("/ga4gh/")[0]
+    committed, stdout = _client_run([str(TOIL_WES_RUNNER), f"--wes_endpoint={endpoint}", "wf.cwl", "job.yml"], env,
+                                    workdir, double, owner)
     assert json.loads(stdout) == {}
-    return committed[0]
+    return committed
+
+
+def test_wes_arvados_run_submits_follows_and_downloads_with_the_arvados_token(
+        server: WesServer, arvados_double: ArvadosDouble, arvados_client: Client, registry: Registry,  # noqa: F811
+        image_factory: ImageFactory, tmp_path: Path) -> None:  # noqa: F811
+    owner = new_user(arvados_double, arvados_client, "client")
+    _tool_workflow(registry, image_factory, tmp_path / "wf.cwl")
+    (tmp_path / "job.yml").write_text("message: hi\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARVADOS_", "WES_")) and k != "PYTHONPATH"}
+    env.update(ARVADOS_API_TOKEN=owner["token"], WES_ARVADOS_SERVER=server.url, PATH=str(Path(sys.executable).parent))
+    output = {"cwl.output.json": json.dumps({"out": {"class": "File", "location": "out.txt", "size": 6}}),
+              "out.txt": "hello\n"}  # no basename: the client takes it from the location
+    committed, stdout = _client_run([sys.executable, "-m", "wes_arvados", "run", "--outdir", "got", "wf.cwl",
+                                     "job.yml"], env, tmp_path, arvados_double, owner, output)
+    printed = json.loads(stdout)["out"]
+    assert (tmp_path / "got" / "out.txt").read_text() == "hello\n"
+    assert (printed["path"], printed["size"]) == (str(tmp_path / "got" / "out.txt"), 6)
+    assert committed["uuid"] in {r["run_id"] for r in _client(server, owner["token"]).get("/runs").json()["runs"]}
 
 
 def test_toil_wes_cwl_runner_runs_a_workflow_on_arvados_with_an_arvados_token(

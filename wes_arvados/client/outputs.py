@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import unquote, urlsplit
 
 from .session import ClientError, WesSession
 
@@ -27,7 +28,7 @@ def _localize(session: WesSession, value: Any, into: Path, said: Callable[[str],
     kind = value.get("class")
     if kind not in ("File", "Directory"):
         return {key: _localize(session, item, into, said) for key, item in value.items()}
-    basename = str(value.get("basename") or "")
+    basename = str(value.get("basename") or unquote(urlsplit(str(value.get("location") or "")).path.rsplit("/", 1)[-1]))
     if not basename or "/" in basename or basename in (".", ".."):
         raise ClientError(f"the server gave an output with no usable basename: {basename!r}")
     dest = into / basename
