@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import List
 
-from ..wes import WesServer
+from ..wes import WesClient, WesServer
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 MAKES_A_DIRECTORY = """cwlVersion: v1.2
@@ -77,3 +79,31 @@ def test_a_failed_run_exits_as_cwltool_does_and_errors_are_one_line(server: WesS
     unreachable = _run(["--server", "http://127.0.0.1:9", str(DATA / "hello.cwl"), "job.yml"], tmp_path)
     assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+
+
+def test_attach_follows_a_run_and_ctrl_c_with_cancel_on_interrupt_cancels_it(server: WesServer, tmp_path: Path) -> None:
+    (tmp_path / "job.yml").write_text("name: attached\n")
+    submitted = _run(["--server", server.url, "--no-wait", str(DATA / "hello.cwl"), "job.yml"], tmp_path)
+    run_id = submitted.stdout.strip()
+    attached = _run(["--server", server.url, "--attach", run_id, "--outdir", "out"], tmp_path)
+    assert attached.returncode == 0, attached.stderr
+    assert (tmp_path / "out" / "greeting.txt").read_text() == "hello attached\n"
+
+    (tmp_path / "nap.yml").write_text("seconds: 120\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WES_", "ARVADOS_"))}
+    client = subprocess.Popen([sys.executable, "-m", "wes_arvados", "run", "--server", server.url,
+                               "--cancel-on-interrupt", str(DATA / "nap.cwl"), "nap.yml"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wes = WesClient(server.url)
+    try:
+        deadline = time.monotonic() + 60
+        while not (running := [r for r in wes.get("/runs").json()["runs"] if r["state"] == "RUNNING"]):
+            assert time.monotonic() < deadline and client.poll() is None
+            time.sleep(0.2)
+        client.send_signal(signal.SIGINT)
+        _, stderr = client.communicate(timeout=120)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert client.returncode == 1 and "CANCELED" in stderr and "Traceback" not in stderr, stderr
+    assert wes.status(running[0]["run_id"]) == "CANCELED"

@@ -4,7 +4,10 @@ It sends what the run needs (`client.dependencies`), streamed, follows the run o
 stderr, downloads the outputs into ``--outdir`` and prints the output object. The
 exit code is 0 on success, the run's own exit code when the workflow failed
 (33 for an unsupported requirement, as cwltool says), and 1 for anything else,
-with one line saying why.
+with one line saying why. ``--attach RUN_ID`` follows a run already submitted.
+Ctrl-C asks first (a second one within seconds cancels the run, else the run goes
+on and the client says how to attach again); with ``--cancel-on-interrupt`` it
+cancels at once.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -25,6 +29,7 @@ from ..images.errors import ImageError
 from ..images.registry.credentials import REGISTRY_AUTH_HEADER, DockerConfig, encode_registry_auth
 
 SERVER_VARIABLES = ("WES_ARVADOS_SERVER", "WES_ENDPOINT")
+CONFIRM_SECONDS = 5.0
 TOKEN_VARIABLES = ("WES_ARVADOS_TOKEN", "ARVADOS_API_TOKEN")
 
 
@@ -32,7 +37,7 @@ def add_run_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     """Add `run` to the command's sub-commands; return its runner."""
     parser = sub.add_parser("run", help="run a CWL workflow on a wes-arvados server, as cwl-runner does",
                             description=__doc__)
-    parser.add_argument("workflow", help="the CWL document (a path, with #fragment if need be)")
+    parser.add_argument("workflow", nargs="?", help="the CWL document (a path, with #fragment if need be)")
     parser.add_argument("job", nargs="?", help="the inputs (YAML or JSON)")
     parser.add_argument("--server", default=_first(SERVER_VARIABLES),
                         help="the server, http(s)://host[:port] (default $WES_ARVADOS_SERVER or $WES_ENDPOINT)")
@@ -45,6 +50,9 @@ def add_run_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     parser.add_argument("--engine-parameter", action="append", default=[], metavar="OPTION[=VALUE]",
                         help="an engine option for the server to pass (workflow_engine_parameters), e.g. "
                              "--engine-parameter=--disable-reuse; repeatable")
+    parser.add_argument("--attach", metavar="RUN_ID", help="follow (and download) a run already submitted")
+    parser.add_argument("--cancel-on-interrupt", action="store_true",
+                        help="Ctrl-C cancels the run at once (else a second Ctrl-C does)")
     parser.add_argument("--no-wait", action="store_true", help="print the run id once submitted, and exit")
     parser.add_argument("--quiet", action="store_true", help="say nothing on stderr but errors")
     return run
@@ -96,31 +104,19 @@ def _registry_auth(config_files: List[str]) -> Optional[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Submit, follow, download; the exit code as cwl-runner gives it."""
+    """Submit (or attach to a run), follow, download; the exit code as cwl-runner gives it."""
     say: Callable[[str], None] = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
     if not args.server:
         return _fail("no server: give --server or set WES_ARVADOS_SERVER")
+    if not args.workflow and not args.attach:
+        return _fail("name a workflow to run, or --attach RUN_ID")
     session = WesSession(args.server, args.token)
     try:
-        job = _load_job(args.job)
-        job_dir = Path(args.basedir or (Path(args.job).parent if args.job else "."))
-        needs = find(Path(args.workflow), job, job_dir)
-        body = MultipartBody(fields=[
-            ("workflow_url", needs.workflow), ("workflow_type", "CWL"),
-            ("workflow_type_version", _cwl_version(Path(args.workflow.split("#", 1)[0]))),
-            ("workflow_params", json.dumps(needs.job)),
-            *([("workflow_engine_parameters", json.dumps(_engine_parameters(args.engine_parameter)))]
-              if args.engine_parameter else [])],
-            files=[("workflow_attachment", a.name, a.path) for a in needs.attachments])
-        auth = _registry_auth(args.registry_config)
-        total = sum(a.path.stat().st_size for a in needs.attachments)
-        say(f"uploading {len(needs.attachments)} files, {total} bytes, to {session.base}")
-        run_id = session.submit(body, {REGISTRY_AUTH_HEADER: auth} if auth else None)
-        say(f"submitted run {run_id}")
+        run_id = args.attach or _submit(session, args, say)
         if args.no_wait:
             print(run_id)
             return 0
-        log = follow(session, run_id, say)
+        log = _follow(session, run_id, say, args.cancel_on_interrupt)
         state = log.get("state")
         if state == "COMPLETE":
             outputs = download_outputs(session, log.get("outputs") or {}, Path(args.outdir), say)
@@ -137,6 +133,48 @@ def run(args: argparse.Namespace) -> int:
         return _fail("interrupted")
     finally:
         session.close()
+
+
+def _submit(session: WesSession, args: argparse.Namespace, say: Callable[[str], None]) -> str:
+    """Send the workflow and what it needs; the new run's id."""
+    job = _load_job(args.job)
+    job_dir = Path(args.basedir or (Path(args.job).parent if args.job else "."))
+    needs = find(Path(args.workflow), job, job_dir)
+    body = MultipartBody(fields=[
+        ("workflow_url", needs.workflow), ("workflow_type", "CWL"),
+        ("workflow_type_version", _cwl_version(Path(args.workflow.split("#", 1)[0]))),
+        ("workflow_params", json.dumps(needs.job)),
+        *([("workflow_engine_parameters", json.dumps(_engine_parameters(args.engine_parameter)))]
+          if args.engine_parameter else [])],
+        files=[("workflow_attachment", a.name, a.path) for a in needs.attachments])
+    auth = _registry_auth(args.registry_config)
+    total = sum(a.path.stat().st_size for a in needs.attachments)
+    say(f"uploading {len(needs.attachments)} files, {total} bytes, to {session.base}")
+    run_id = session.submit(body, {REGISTRY_AUTH_HEADER: auth} if auth else None)
+    say(f"submitted run {run_id}")
+    return run_id
+
+
+def _follow(session: WesSession, run_id: str, say: Callable[[str], None], cancel_on_interrupt: bool) -> Dict[str, Any]:
+    """Follow the run to its end. Ctrl-C cancels it with `cancel_on_interrupt`; else it asks first: a second
+    Ctrl-C within `CONFIRM_SECONDS` cancels, and without one the client leaves the run going and says how to
+    attach again."""
+    try:
+        return follow(session, run_id, say)
+    except KeyboardInterrupt:
+        if not cancel_on_interrupt:
+            print(f"\ninterrupted: press Ctrl-C again within {CONFIRM_SECONDS:.0f} s to cancel run {run_id}",
+                  file=sys.stderr)
+            try:
+                time.sleep(CONFIRM_SECONDS)
+            except KeyboardInterrupt:
+                pass
+            else:
+                raise ClientError(f"run {run_id} goes on; follow it with: wes-arvados run --attach {run_id}") \
+                    from None
+    say(f"[{run_id}] canceling")
+    session.call("POST", f"/runs/{run_id}/cancel")
+    return follow(session, run_id, say)
 
 
 def _fail(message: str) -> int:
