@@ -21,6 +21,14 @@ inputs: {}
 outputs:
   d: {type: Directory, outputBinding: {glob: d}}
 """
+NEEDS_A_MISSING_IMAGE = """cwlVersion: v1.2
+class: CommandLineTool
+requirements:
+  DockerRequirement: {dockerPull: "127.0.0.1:9/none/tool:1"}
+baseCommand: "true"
+inputs: {}
+outputs: {}
+"""
 FAILS = """cwlVersion: v1.2
 class: CommandLineTool
 baseCommand: [sh, -c, "echo failing >&2; exit 3"]
@@ -76,6 +84,12 @@ def test_a_failed_run_exits_as_cwltool_does_and_errors_are_one_line(server: WesS
     (tmp_path / "job.yml").write_text("name: later\n")
     queued = _run(["--server", server.url, "--no-wait", str(DATA / "hello.cwl"), "job.yml"], tmp_path)
     assert queued.returncode == 0 and queued.stdout.strip()  # the run id, and no waiting
+    # A run the server cannot even start (its image cannot be had) ends SYSTEM_ERROR: non-zero, and the
+    # server's own message on one line.
+    (tmp_path / "no-image.cwl").write_text(NEEDS_A_MISSING_IMAGE)
+    system_error = _run(["--server", server.url, "--quiet", "no-image.cwl"], tmp_path)
+    assert system_error.returncode == 1 and len(system_error.stderr.strip().splitlines()) == 1, system_error.stderr
+    assert "ended SYSTEM_ERROR" in system_error.stderr and "127.0.0.1:9/none/tool:1" in system_error.stderr
     unreachable = _run(["--server", "http://127.0.0.1:9", str(DATA / "hello.cwl"), "job.yml"], tmp_path)
     assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
@@ -96,6 +110,9 @@ def test_attach_follows_a_run_and_ctrl_c_with_cancel_on_interrupt_cancels_it(ser
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wes = WesClient(server.url)
     try:
+        assert client.stderr is not None
+        told = [client.stderr.readline() for _ in range(2)]  # "uploading …", then "submitted run …"
+        assert told[1].startswith("submitted run"), told
         deadline = time.monotonic() + 60
         while not (running := [r for r in wes.get("/runs").json()["runs"] if r["state"] == "RUNNING"]):
             assert time.monotonic() < deadline and client.poll() is None
@@ -107,3 +124,19 @@ def test_attach_follows_a_run_and_ctrl_c_with_cancel_on_interrupt_cancels_it(ser
             client.kill()
     assert client.returncode == 1 and "CANCELED" in stderr and "Traceback" not in stderr, stderr
     assert wes.status(running[0]["run_id"]) == "CANCELED"
+
+    # Without --cancel-on-interrupt, one Ctrl-C asks; unanswered, the run goes on and the client says how to attach.
+    client = subprocess.Popen([sys.executable, "-m", "wes_arvados", "run", "--server", server.url,
+                               str(DATA / "nap.cwl"), "nap.yml"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert client.stderr is not None
+        run_id = [client.stderr.readline() for _ in range(2)][1].split()[-1]
+        client.send_signal(signal.SIGINT)
+        _, stderr = client.communicate(timeout=60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert client.returncode == 1 and f"--attach {run_id}" in stderr, stderr
+    assert wes.status(run_id) in ("QUEUED", "INITIALIZING", "RUNNING")
+    wes.http.post(f"{wes.url}/runs/{run_id}/cancel", timeout=30)

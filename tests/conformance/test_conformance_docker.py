@@ -17,6 +17,7 @@ skipping them.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
@@ -44,7 +45,8 @@ CWLTOOL_JOBS = 2  # two cores
 WES_JOBS = 4  # the server runs 2 at once; the other clients are busy attaching and polling
 TIMEOUT = 240  # per test
 
-Outcomes = Tuple[Dict[str, suite.Result], Dict[str, suite.Result], List[str]]
+# cwltool's, toil-wes-cwl-runner's and wes-arvados run's results, and the server's system_logs lines.
+Outcomes = Tuple[Dict[str, suite.Result], Dict[str, suite.Result], Dict[str, suite.Result], List[str]]
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +93,11 @@ def docker_outcomes(docker_subset: List[suite.ConformanceTest], containers: Cont
         wes = suite.run_cwltest(docker_subset, suite.wes_runner(server.url, options), work / "wes", jobs=WES_JOBS,
                                 timeout=TIMEOUT)
         wes_seconds = clock.seconds
+        clock = suite.Stopwatch()
+        # Our client, with no docker on its PATH (only the venvs' scripts): the server has the images.
+        ours = suite.run_cwltest(docker_subset, suite.client_runner(server.url, options), work / "client",
+                                 jobs=WES_JOBS, timeout=TIMEOUT, env={"PATH": str(Path(sys.executable).parent)})
+        ours_seconds = clock.seconds
         logs = _system_logs(server.url)
     finally:
         server.stop()
@@ -100,11 +107,14 @@ def docker_outcomes(docker_subset: List[suite.ConformanceTest], containers: Cont
         f"with containers, images through a mirror of docker.io ({len(docker_subset)} tests):",
         f"{suite.count_line('cwltool', plain)}  [{plain_seconds:.0f} s, stand-ins loaded]",
         f"{suite.count_line('WES', wes)}  [{wes_seconds:.0f} s, the server pulled them]",
+        f"{suite.count_line('wes-arvados run', ours)}  [{ours_seconds:.0f} s, no docker on the client]",
     ])
+    different = list({t.id: t for t in different + suite.differences(docker_subset, plain, ours)}.values())
     if different:
-        suite.SUMMARY += ["", suite.outcome_table(different, [("cwltool", plain), ("WES", wes)])]
-    suite.SUMMARY.append(f"reports: {work}/{{cwltool,wes}}/junit.xml; server log: {server.log_path}")
-    return plain, wes, logs
+        suite.SUMMARY += ["", suite.outcome_table(different, [("cwltool", plain), ("WES", wes),
+                                                             ("wes-arvados run", ours)])]
+    suite.SUMMARY.append(f"reports: {work}/{{cwltool,wes,client}}/junit.xml; server log: {server.log_path}")
+    return plain, wes, ours, logs
 
 
 def test_docker_subset_covers_the_four_images(docker_subset: List[suite.ConformanceTest]) -> None:
@@ -118,14 +128,14 @@ def test_docker_subset_covers_the_four_images(docker_subset: List[suite.Conforma
 def test_plain_cwltool_passes_the_docker_subset(docker_subset: List[suite.ConformanceTest],
                                                 docker_outcomes: Outcomes) -> None:
     # The stand-ins must be good enough for cwltool; else the comparison says little.
-    plain, _, _ = docker_outcomes
+    plain, _, _, _ = docker_outcomes
     failing = [t.id for t in docker_subset if plain[t.id].outcome != suite.PASSED]
     assert not failing, "plain cwltool does not pass:\n" + suite.failure_details(
         [t for t in docker_subset if t.id in failing], plain)
 
 
 def test_the_server_pulled_every_docker_image_through_the_mirror(docker_outcomes: Outcomes) -> None:
-    _, _, logs = docker_outcomes
+    _, _, _, logs = docker_outcomes
     for image in sorted(set(DOCKER_SUBSET.values())):
         assert any(f"image {image}: pulled" in line for line in logs), (image, logs)
 
@@ -133,10 +143,22 @@ def test_the_server_pulled_every_docker_image_through_the_mirror(docker_outcomes
 @pytest.mark.parametrize("test_id", list(DOCKER_SUBSET))
 def test_wes_passes_in_docker_what_cwltool_passes(test_id: str, docker_subset: List[suite.ConformanceTest],
                                                   docker_outcomes: Outcomes) -> None:
-    plain, wes, _ = docker_outcomes
+    plain, wes, _, _ = docker_outcomes
     if plain[test_id].outcome != suite.PASSED:
         return  # test_plain_cwltool_passes_the_docker_subset reports it
     if wes[test_id].outcome != suite.PASSED:
         test = next(t for t in docker_subset if t.id == test_id)
         pytest.fail(f"passes with plain cwltool, {wes[test_id].outcome} through WES:\n"
                     + suite.failure_details([test], wes), pytrace=False)
+
+
+@pytest.mark.parametrize("test_id", list(DOCKER_SUBSET))
+def test_wes_arvados_run_passes_in_docker_what_cwltool_passes(test_id: str, docker_subset: List[suite.ConformanceTest],
+                                                              docker_outcomes: Outcomes) -> None:
+    plain, _, ours, _ = docker_outcomes
+    if plain[test_id].outcome != suite.PASSED:
+        return  # test_plain_cwltool_passes_the_docker_subset reports it
+    if ours[test_id].outcome != suite.PASSED:
+        test = next(t for t in docker_subset if t.id == test_id)
+        pytest.fail(f"passes with plain cwltool, {ours[test_id].outcome} through wes-arvados run:\n"
+                    + suite.failure_details([test], ours), pytrace=False)

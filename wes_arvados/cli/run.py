@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
-import time
+import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from ..client.dependencies import DependencyError, find
-from ..client.follow import follow
+from ..client.follow import Interrupted, follow
 from ..client.multipart import MultipartBody
 from ..client.outputs import download_outputs
 from ..client.session import ClientError, WesSession
@@ -155,26 +156,43 @@ def _submit(session: WesSession, args: argparse.Namespace, say: Callable[[str], 
     return run_id
 
 
+class _CtrlC:
+    """SIGINT as an event, so that following stops between requests, never in the middle of one."""
+
+    def __init__(self) -> None:
+        self.pressed = threading.Event()
+        self.previous: Any = None
+
+    def __enter__(self) -> "_CtrlC":
+        self.previous = signal.signal(signal.SIGINT, lambda signum, frame: self.pressed.set())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+
+
 def _follow(session: WesSession, run_id: str, say: Callable[[str], None], cancel_on_interrupt: bool) -> Dict[str, Any]:
     """Follow the run to its end. Ctrl-C cancels it with `cancel_on_interrupt`; else it asks first: a second
     Ctrl-C within `CONFIRM_SECONDS` cancels, and without one the client leaves the run going and says how to
-    attach again."""
-    try:
-        return follow(session, run_id, say)
-    except KeyboardInterrupt:
+    attach again. A Ctrl-C while a canceled run winds down leaves at once."""
+    with _CtrlC() as ctrl_c:
+        try:
+            return follow(session, run_id, say, stop=ctrl_c.pressed)
+        except Interrupted:
+            ctrl_c.pressed.clear()
         if not cancel_on_interrupt:
             print(f"\ninterrupted: press Ctrl-C again within {CONFIRM_SECONDS:.0f} s to cancel run {run_id}",
                   file=sys.stderr)
-            try:
-                time.sleep(CONFIRM_SECONDS)
-            except KeyboardInterrupt:
-                pass
-            else:
-                raise ClientError(f"run {run_id} goes on; follow it with: wes-arvados run --attach {run_id}") \
-                    from None
-    say(f"[{run_id}] canceling")
-    session.call("POST", f"/runs/{run_id}/cancel")
-    return follow(session, run_id, say)
+            if not ctrl_c.pressed.wait(CONFIRM_SECONDS):
+                raise ClientError(f"run {run_id} goes on; follow it with: wes-arvados run --attach {run_id}")
+            ctrl_c.pressed.clear()
+        say(f"[{run_id}] canceling")
+        session.call("POST", f"/runs/{run_id}/cancel")
+        try:
+            return follow(session, run_id, say, stop=ctrl_c.pressed)
+        except Interrupted:
+            raise ClientError(f"run {run_id} is being canceled; follow it with: wes-arvados run --attach {run_id}") \
+                from None
 
 
 def _fail(message: str) -> int:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable, Dict, Set
+import threading
+from typing import Any, Callable, Dict, Optional, Set
 
 from .session import WesSession
 
@@ -12,8 +12,17 @@ POLL_SECONDS = 1.0
 Say = Callable[[str], None]
 
 
-def follow(session: WesSession, run_id: str, say: Say, poll: float = POLL_SECONDS) -> Dict[str, Any]:
-    """Poll the run until its state is final; return its RunLog. `say` gets one line per event."""
+class Interrupted(Exception):
+    """`stop` was set while following (the user pressed Ctrl-C); raised between requests, never inside one."""
+
+
+def follow(session: WesSession, run_id: str, say: Say, poll: float = POLL_SECONDS,
+           stop: Optional[threading.Event] = None) -> Dict[str, Any]:
+    """Poll the run until its state is final; return its RunLog. `say` gets one line per event.
+
+    Once `stop` is set, `Interrupted` is raised at the next pause between polls.
+    """
+    stop = stop or threading.Event()
     state = ""
     logged = 0
     tasks: Dict[str, Set[str]] = {}  # task id -> the events already told ("start", "end")
@@ -36,7 +45,8 @@ def follow(session: WesSession, run_id: str, say: Say, poll: float = POLL_SECOND
             say(f"[{run_id}] {state}")
         if state in FINAL:
             return log
-        time.sleep(poll)
+        if stop.wait(poll):
+            raise Interrupted()
 
 
 def _tasks(session: WesSession, run_id: str) -> list:
