@@ -362,6 +362,15 @@ def regressions(tests: Sequence[ConformanceTest], baseline: Dict[str, Result], c
             if t.id not in skip and baseline[t.id].outcome == PASSED and candidate[t.id].outcome != PASSED]
 
 
+def shortfall(test: ConformanceTest, baseline: Dict[str, Result], candidate: Dict[str, Result],
+              name: str) -> Optional[str]:
+    """Why `candidate` (run by `name`) falls short of plain cwltool's `baseline` on `test`; None if it does not."""
+    if baseline[test.id].outcome != PASSED or candidate[test.id].outcome == PASSED:
+        return None  # nothing to live up to (the baseline's own tests report that), or lived up to
+    return (f"passes with plain cwltool, {candidate[test.id].outcome} through {name}:\n"
+            + failure_details([test], candidate))
+
+
 def differences(tests: Sequence[ConformanceTest], first: Dict[str, Result],
                 second: Dict[str, Result]) -> List[ConformanceTest]:
     """Tests whose outcomes differ."""

@@ -111,6 +111,12 @@ def subset() -> List[suite.ConformanceTest]:
     return suite.pick(suite.without_tags(suite.load_tests()), SUBSET)
 
 
+@pytest.fixture(scope="module")
+def by_id(subset: List[suite.ConformanceTest]) -> Dict[str, suite.ConformanceTest]:
+    """The subset's tests and CLIENT_EXTRA, by id."""
+    return {t.id: t for t in subset + suite.pick(suite.load_tests(), CLIENT_EXTRA)}
+
+
 Outcomes = Tuple[Dict[str, suite.Result], Dict[str, suite.Result], Dict[str, suite.Result]]
 
 
@@ -176,24 +182,18 @@ def test_plain_cwltool_passes_most_of_the_subset(
 
 
 @pytest.mark.parametrize("test_id", SUBSET)
-def test_wes_passes_what_cwltool_passes(test_id: str, subset: List[suite.ConformanceTest],
+def test_wes_passes_what_cwltool_passes(test_id: str, by_id: Dict[str, suite.ConformanceTest],
                                         outcomes: Outcomes) -> None:
     plain, wes, _ = outcomes
-    if plain[test_id].outcome != suite.PASSED:
-        return  # nothing to live up to; the test above keeps such tests few
-    if wes[test_id].outcome != suite.PASSED:
-        test = next(t for t in subset if t.id == test_id)
-        pytest.fail(f"passes with plain cwltool, {wes[test_id].outcome} through WES:\n"
-                    + suite.failure_details([test], wes), pytrace=False)
+    missed = suite.shortfall(by_id[test_id], plain, wes, "WES")
+    if missed:
+        pytest.fail(missed, pytrace=False)
 
 
 @pytest.mark.parametrize("test_id", SUBSET + CLIENT_EXTRA)
-def test_wes_arvados_run_passes_what_cwltool_passes(test_id: str, subset: List[suite.ConformanceTest],
+def test_wes_arvados_run_passes_what_cwltool_passes(test_id: str, by_id: Dict[str, suite.ConformanceTest],
                                                     outcomes: Outcomes) -> None:
     plain, _, ours = outcomes
-    if plain[test_id].outcome != suite.PASSED:
-        return  # nothing to live up to
-    if ours[test_id].outcome != suite.PASSED:
-        test = next(t for t in suite.load_tests() if t.id == test_id)
-        pytest.fail(f"passes with plain cwltool, {ours[test_id].outcome} through wes-arvados run:\n"
-                    + suite.failure_details([test], ours), pytrace=False)
+    missed = suite.shortfall(by_id[test_id], plain, ours, "wes-arvados run")
+    if missed:
+        pytest.fail(missed, pytrace=False)
