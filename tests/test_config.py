@@ -31,6 +31,7 @@ def test_config_file_named_by_the_environment(tmp_path):
     ("port: [\n", "not valid YAML"),
     ("backend: slurm\n", "backend must be one of"),
     ("port: 0\n", "port must be a positive integer"),
+    ("log_format: xml\n", "log_format must be one of text, json"),
     ("workers: many\n", "invalid setting"),
     ("images: [a]\n", "'images' must hold a mapping"),
     ("images:\n  mirror: [x]\n", "unknown settings .* under images: mirror"),

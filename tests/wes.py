@@ -37,6 +37,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
+
+
+def scrape(server_url: str) -> Samples:
+    """The server's /metrics, parsed: (sample name, sorted labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    answer = requests.get(server_url.split("/ga4gh/")[0] + "/metrics", timeout=30)
+    assert answer.status_code == 200, answer.text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(answer.text) for s in family.samples}
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value (0 when it is not there yet, as a counter not yet counted)."""
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
 class WesServer:
     """`wes-arvados serve` in a subprocess, on its own port and state directory."""
 

@@ -26,6 +26,7 @@ from .images.service import ImageSettings
 
 ENV_PREFIX = "WES_ARVADOS_"
 RESOLVED_ENV = "WES_ARVADOS_RESOLVED_CONFIG"
+LOG_FORMATS = ("text", "json")
 BACKENDS = ("local", "arvados")
 RUNTIMES = ("auto", "docker", "podman", "none")
 IMAGES_KEY = "images"
@@ -146,6 +147,8 @@ class Config:
     # Extra options always given to cwltool by the local backend.
     cwltool_options: list = field(default_factory=list)
     log_level: str = "info"
+    # "text", or "json": one JSON object per line, with run_id / pull_id / image fields (wes_arvados/logs.py).
+    log_format: str = "text"
     # Base URL clients use to reach the server when it is behind a proxy
     # (e.g. https://wes.example.org); empty means: as the request says.
     public_url: str = ""
@@ -164,6 +167,8 @@ class Config:
         for name in ("port", "workers", "max_concurrent_runs", "max_upload_bytes", "fetch_max_bytes"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be a positive integer")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"port {self.port} is out of range")
         self.allowed_dirs = [str(Path(d).resolve()) for d in self.allowed_dirs]

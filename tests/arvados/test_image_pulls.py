@@ -14,7 +14,7 @@ from arvados.commands.keepdocker import list_images_in_arv
 from ..images.builder import ImageFactory, _marker, build_image, busybox_rootfs_layer, push
 from ..images.conftest import fault_proxy, image_factory, registry  # noqa: F401  (fixtures)
 from ..images.registry import Delay, FaultProxy, Registry
-from ..wes import WesClient, WesServer
+from ..wes import Samples, WesClient, WesServer, sample, scrape
 from .double import ArvadosDouble
 from .test_backend import _client, server  # noqa: F401  (a fixture)
 from .test_double import Client, new_user, unique
@@ -103,3 +103,33 @@ def test_a_pull_whose_process_stops_is_reported_failed_by_any_server(
     finally:
         one.stop()
         two.stop()
+
+
+def test_keep_metrics_count_the_bytes_written_and_the_layers_keep_held_already(
+        server: WesServer, arvados_double: ArvadosDouble, arvados_client: Client, registry: Registry) -> None:  # noqa: F811
+    # Issue 17: two images with one base layer; the second writes only its own layer, the base is deduplicated.
+    client = _client(server, new_user(arvados_double, arvados_client, "metered")["token"])
+    base = busybox_rootfs_layer()
+    names = []
+    for n in range(2):
+        repo = unique(f"tools/metered-{n}")
+        push(registry, repo, "1", build_image([base, _marker(repo)]))
+        names.append(f"{registry.host}/{repo}:1")
+    before = scrape(server.url)
+    first = _wait(client, client.post("/images", json={"image": names[0]}).json()["pull_id"])
+    assert first["state"] == "COMPLETE", first
+    after_first = scrape(server.url)
+    second = _wait(client, client.post("/images", json={"image": names[1]}).json()["pull_id"])
+    assert second["state"] == "COMPLETE", second
+    after_second = scrape(server.url)
+
+    def grew(name: str, start: Samples, end: Samples) -> float:
+        return sample(end, name) - sample(start, name)
+
+    written = "wes_arvados_keep_bytes_written_total"
+    deduplicated = "wes_arvados_keep_bytes_deduplicated_total"
+    assert grew(written, before, after_first) > len(base.tar) > 0
+    assert grew(deduplicated, after_first, after_second) >= len(base.tar)
+    assert grew(written, after_first, after_second) < grew(written, before, after_first) - len(base.tar) // 2
+    assert sample(after_second, "wes_arvados_image_pulls_total", outcome="pulled") - \
+        sample(before, "wes_arvados_image_pulls_total", outcome="pulled") == 2

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import List
 
+import pytest
+
 from ..wes import WesClient, WesServer
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -28,6 +30,29 @@ requirements:
 baseCommand: "true"
 inputs: {}
 outputs: {}
+"""
+SAME_BASENAME = """cwlVersion: v1.2
+class: Workflow
+inputs: []
+outputs:
+  a: {type: File, outputSource: one/out}
+  b: {type: File, outputSource: two/out}
+  again: {type: File, outputSource: one/out}
+steps:
+  one:
+    run: &tool
+      class: CommandLineTool
+      inputs: {text: string}
+      baseCommand: echo
+      arguments: [$(inputs.text)]
+      stdout: out.txt
+      outputs: {out: stdout}
+    in: {text: {default: first}}
+    out: [out]
+  two:
+    run: *tool
+    in: {text: {default: second}}
+    out: [out]
 """
 FAILS = """cwlVersion: v1.2
 class: CommandLineTool
@@ -140,3 +165,33 @@ def test_attach_follows_a_run_and_ctrl_c_with_cancel_on_interrupt_cancels_it(ser
     assert client.returncode == 1 and f"--attach {run_id}" in stderr, stderr
     assert wes.status(run_id) in ("QUEUED", "INITIALIZING", "RUNNING")
     wes.http.post(f"{wes.url}/runs/{run_id}/cancel", timeout=30)
+
+
+def test_upload_progress_says_how_far_it_is_at_most_every_two_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wes_arvados.cli import run as run_module
+
+    clock = [100.0]
+    monkeypatch.setattr(run_module.time, "monotonic", lambda: clock[0])
+    said: List[str] = []
+    progress = run_module._UploadProgress(4_000_000, said.append)
+    for _ in range(4):
+        progress(1_000_000)
+        clock[0] += 1.5
+    assert said == ["uploaded 3.0 MB of 4.0 MB (75%)"]  # at 0 s, 1.5 s: too soon; at 3 s: said; at 4.5 s: too soon
+
+
+def test_outputs_with_one_basename_are_kept_apart_as_cwltool_keeps_them(server: WesServer, tmp_path: Path) -> None:
+    (tmp_path / "two.cwl").write_text(SAME_BASENAME)
+    plain = subprocess.run([str(Path(sys.executable).with_name("cwltool")), "--quiet", "--outdir", "plain",
+                            "two.cwl"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    ours = _run(["--server", server.url, "--outdir", "ours", "two.cwl"], tmp_path)
+    assert plain.returncode == ours.returncode == 0, (plain.stderr, ours.stderr)
+
+    def placed(stdout: str, outdir: str) -> dict:
+        return {key: (f["basename"], Path(f["path"]).relative_to(tmp_path / outdir).as_posix(),
+                      Path(f["path"]).read_text()) for key, f in json.loads(stdout).items()}
+
+    assert placed(ours.stdout, "ours") == placed(plain.stdout, "plain") == {
+        "a": ("out.txt", "out.txt", "first\n"), "again": ("out.txt", "out.txt", "first\n"),
+        "b": ("out.txt", "out.txt_2", "second\n")}
+    assert ours.stderr.count("downloaded ") == 2

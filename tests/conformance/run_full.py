@@ -2,7 +2,7 @@
 
 Usage (``make conformance``)::
 
-    .venv/bin/python tests/conformance/run_full.py [--ids a,b] [--no-container] [--jobs-cwltool N]
+    .venv/bin/python tests/conformance/run_full.py [--ids a,b] [--clients toil,run] [--no-container] [--jobs-cwltool N]
         [--jobs-wes N] [--keep DIR]
 
 Every test runs, the ones tagged docker included, with containers: the tools'
@@ -12,14 +12,17 @@ Docker daemon (a private dockerd when this process may start one).  Plain
 cwltool runs first, with the stand-ins loaded in the daemon under their
 docker.io names; they are then removed, and the suite runs through a WES server
 started with ``--registry-mirror docker.io=<the registry>``, which must pull
-every image itself.  Tests that need the internet (networkaccess) fail both
-ways.  ``--no-container`` runs the old way instead: no daemon, no registry,
-tools on the host, tests tagged docker left out.
+every image itself, with each WES client in turn (``--clients``):
+toil-wes-cwl-runner, checked through cwltest_http.py, and our own
+``wes-arvados run``, checked by plain cwltest, with no docker on its PATH.
+Tests that need the internet (networkaccess) fail every way.
+``--no-container`` runs the old way instead: no daemon, no registry, tools on
+the host, tests tagged docker left out.
 
-It prints a table of the tests whose outcomes differ and both pass counts, and
-exits 1 if any test that plain cwltool passes does not pass through WES (2 when
-it cannot run at all) -- apart from suite.CLIENT_LIMITATIONS, tests that
-toil-wes-cwl-runner cannot send whole to any server.
+It prints a table of the tests whose outcomes differ and the pass counts, and
+exits 1 if any test that plain cwltool passes does not pass through a client
+(2 when it cannot run at all) -- apart, for toil-wes-cwl-runner, from
+suite.CLIENT_LIMITATIONS, tests that it cannot send whole to any server.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import contextlib
 import sys
 import tempfile
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -44,10 +47,23 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
+# Each WES client: its column's name, how it is made from the server's URL and the
+# engine options, the environment it runs in, and the tests it is excused from.
+Client = Tuple[str, Callable[[str, Sequence[str]], suite.Runner], Mapping[str, str], Mapping[str, str]]
+CLIENTS: Dict[str, Client] = {
+    "toil": ("toil-wes-cwl-runner", suite.wes_runner, {}, suite.CLIENT_LIMITATIONS),
+    # The venv's scripts only: no docker, no container runtime on the client.
+    "run": ("wes-arvados run", suite.client_runner, {"PATH": str(suite.WES_ARVADOS.parent)}, {}),
+}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run both, compare, report; the exit status says whether WES kept up with cwltool."""
+    """Run cwltool and each client, compare, report; the exit status says whether every client kept up."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ids", help="only these test ids (comma-separated)")
+    parser.add_argument("--clients", default="toil,run",
+                        help="the WES clients, in turn: toil (toil-wes-cwl-runner), run (wes-arvados run); "
+                             "both by default")
     parser.add_argument("--no-container", action="store_true",
                         help="tools on the host, tests tagged docker left out (no daemon, no registry)")
     parser.add_argument("--jobs-cwltool", type=int, default=2, help="tests run at once with plain cwltool (2)")
@@ -60,6 +76,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--details", action="store_true", help="print cwltest's message for each regression")
     args = parser.parse_args(argv)
     containers = not args.no_container
+    chosen = [c.strip() for c in args.clients.split(",") if c.strip()]
+    unknown = [c for c in chosen if c not in CLIENTS]
+    if unknown or not chosen:
+        _say(f"--clients: choose from {', '.join(CLIENTS)} (not {', '.join(unknown) or 'none'})")
+        return 2
 
     missing = suite.missing_prerequisites()
     if containers and Containers.unavailable_reason():
@@ -105,36 +126,54 @@ def main(argv: Optional[List[str]] = None) -> int:
             else:
                 server = WesServer(state, workers=2, max_concurrent_runs=args.max_concurrent_runs)
             suite.start_server(server)
+            columns: List[Tuple[str, Dict[str, suite.Result], Mapping[str, str]]] = []
             try:
-                clock = suite.Stopwatch()
-                wes = suite.run_cwltest(tests, suite.wes_runner(server.url, options), work / "wes",
-                                        jobs=args.jobs_wes, timeout=args.timeout, echo=args.verbose)
-                _say(f"{suite.count_line('WES', wes)}  [{clock.seconds:.0f} s]")
+                for key in chosen:
+                    name, make_runner, client_env, excused = CLIENTS[key]
+                    clock = suite.Stopwatch()
+                    results = suite.run_cwltest(tests, make_runner(server.url, options), work / key,
+                                                jobs=args.jobs_wes, timeout=args.timeout, echo=args.verbose,
+                                                env=client_env)
+                    _say(f"{suite.count_line(name, results)}  [{clock.seconds:.0f} s]")
+                    columns.append((name, results, excused))
             finally:
                 server.stop()
                 server.kill_runs()
 
-        different = suite.differences(tests, plain, wes)
-        worse = suite.regressions(tests, plain, wes, excused=suite.CLIENT_LIMITATIONS)
+        different = list({t.id: t for _, results, _ in columns
+                          for t in suite.differences(tests, plain, results)}.values())
+        different.sort(key=lambda t: t.number)
+        worse = {name: suite.regressions(tests, plain, results, excused=excused)
+                 for name, results, excused in columns}
+        notes = {i: why for _, _, excused in columns for i, why in excused.items()}
         _say()
         if different:
             _say(f"Tests whose outcomes differ ({len(different)}):")
-            _say(suite.outcome_table(different, [("cwltool", plain), ("WES", wes)], suite.CLIENT_LIMITATIONS))
+            _say(suite.outcome_table(different, [("cwltool", plain)] + [(n, r) for n, r, _ in columns], notes))
         else:
             _say("No test's outcome differs.")
-        if args.details and worse:
-            _say()
-            _say(suite.failure_details(worse, wes))
+        if args.details:
+            for name, results, _ in columns:
+                if worse[name]:
+                    _say()
+                    _say(f"{name}:")
+                    _say(suite.failure_details(worse[name], results))
         _say()
         _say(suite.count_line("cwltool", plain))
-        _say(suite.count_line("WES", wes))
+        for name, results, _ in columns:
+            _say(suite.count_line(name, results))
         if args.keep:
             _say(f"reports and logs kept in {work}")
-        if worse:
-            _say(f"FAIL: {len(worse)} tests pass with cwltool but not through WES: "
-                 + ", ".join(t.id for t in worse))
+        failed = False
+        for name, tests_worse in worse.items():
+            if tests_worse:
+                failed = True
+                _say(f"FAIL: {len(tests_worse)} tests pass with cwltool but not through {name}: "
+                     + ", ".join(t.id for t in tests_worse))
+        if failed:
             return 1
-        _say("OK: every test that passes with cwltool passes through WES")
+        _say("OK: every test that passes with cwltool passes through "
+             + " and through ".join(name for name, _, _ in columns))
         return 0
 
 

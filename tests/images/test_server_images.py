@@ -13,21 +13,24 @@ import http.server
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Sequence
 
+import psutil
 import pytest
 import requests
 
 from ..conformance.suite import PEERS_BIN, TOIL_WES_RUNNER
 from ..threaded import ThreadedServer
-from ..wes import WesClient, WesServer, require
+from ..wes import WesClient, WesServer, require, sample, scrape
 from .builder import ImageFactory, build_image, busybox_rootfs_layer, layer, push
 from .docker import DockerDaemon
 from .registry import Delay, FaultProxy, Registry, Status
+from .tokenserver import TokenServer
 
 TOOL = """\
 cwlVersion: v1.2
@@ -93,6 +96,15 @@ def _forget(docker_daemon: DockerDaemon, name: str) -> None:
     """Make sure the daemon does not have `name`, so that the server must get it."""
     docker_daemon.docker("rmi", "-f", name, check=False)
     docker_daemon.track(name)
+
+
+def _pushed(target: Any, repo: str, docker_daemon: DockerDaemon, image_factory: ImageFactory) -> str:
+    """Push the docker-schema2 test image to `target` (a registry or proxy) as `repo:1`, and make sure the
+    daemon lacks it; its name."""
+    push(target, repo, "1", image_factory.docker_schema2())
+    image = f"{target.host}/{repo}:1"
+    _forget(docker_daemon, image)
+    return image
 
 
 def _blob_gets(proxy: FaultProxy) -> Dict[str, int]:
@@ -258,9 +270,7 @@ def test_wrong_credentials_fail_the_run_before_the_engine(tmp_path: Path, basic_
 def test_a_registry_refusing_with_429_fails_the_run_after_the_retries(
         server: WesServer, registry: Registry, repo: str, fault_proxy: FaultProxy, docker_daemon: DockerDaemon,
         tmp_path: Path, image_factory: ImageFactory) -> None:
-    push(fault_proxy, repo, "1", image_factory.docker_schema2())
-    image = f"{fault_proxy.host}/{repo}:1"
-    _forget(docker_daemon, image)
+    image = _pushed(fault_proxy, repo, docker_daemon, image_factory)
     fault_proxy.add_rule("/manifests/", Status(429, retry_after="0"), times=None)
     client = WesClient(server.url)
     log = client.wait(client.run(_tool(tmp_path, image)))
@@ -380,9 +390,7 @@ def test_the_pull_command_can_have_a_running_server_import_the_image(
         tmp_path: Path, basic_registry: Registry, repo: str, docker_daemon: DockerDaemon,
         image_factory: ImageFactory) -> None:
     """Credentials from --registry-config go to the server for this pull only; nothing is written here."""
-    push(basic_registry, repo, "1", image_factory.docker_schema2())
-    image = f"{basic_registry.host}/{repo}:1"
-    _forget(docker_daemon, image)
+    image = _pushed(basic_registry, repo, docker_daemon, image_factory)
     user, password = basic_registry.credentials  # type: ignore[misc]
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"auths": {basic_registry.host: {
@@ -422,9 +430,7 @@ def _grep_tree(root: Path, needle: bytes) -> List[str]:
 def test_a_run_with_x_registry_auth_pulls_a_private_image_and_stores_no_secret(
         server: WesServer, tmp_path: Path, basic_registry: Registry, repo: str, docker_daemon: DockerDaemon,
         image_factory: ImageFactory) -> None:
-    push(basic_registry, repo, "1", image_factory.docker_schema2())
-    image = f"{basic_registry.host}/{repo}:1"
-    _forget(docker_daemon, image)
+    image = _pushed(basic_registry, repo, docker_daemon, image_factory)
     user, password = basic_registry.credentials  # type: ignore[misc]
     header = base64.urlsafe_b64encode(json.dumps({"username": user, "password": password,
                                                   "serveraddress": basic_registry.host}).encode()).decode()
@@ -442,6 +448,91 @@ def test_a_run_with_x_registry_auth_pulls_a_private_image_and_stores_no_secret(
     assert bad.status_code == 400 and "X-Registry-Auth" in bad.json()["msg"]
     assert _grep_tree(server.state_dir, password.encode()) == []
     assert password not in server.log_path.read_text(errors="replace")
+
+
+SLOW_TOOL = """\
+cwlVersion: v1.2
+class: CommandLineTool
+requirements:
+  DockerRequirement:
+    dockerPull: {image}
+baseCommand: [sh, -c, "sleep 2; cat /etc/wes-test/{marker}"]
+inputs: []
+outputs:
+  out:
+    type: stdout
+stdout: out.txt
+"""
+
+
+def _process_texts(but: Sequence[int]) -> List[bytes]:
+    """The command line and environment of every process on the machine but these (those that can be read).
+
+    The server's run supervisors and engines leave its process tree (new sessions), so all are read.
+    """
+    texts: List[bytes] = []
+    for process in psutil.process_iter():
+        if process.pid in but:
+            continue
+        for name in ("cmdline", "environ"):
+            try:
+                texts.append(Path(f"/proc/{process.pid}/{name}").read_bytes())
+            except OSError:
+                pass
+    return texts
+
+
+def test_wes_arvados_run_with_registry_config_runs_a_private_image_from_a_token_registry(
+        server: WesServer, tmp_path: Path, token_registry: Registry, token_server: TokenServer, repo: str,
+        docker_daemon: DockerDaemon, image_factory: ImageFactory) -> None:
+    # Issue 16, acceptance 4: `--registry-config` (a docker config.json) carries a pull-only user's password
+    # for this run only; the server pulls with it from a registry with token auth; the password is nowhere
+    # on the server: not in its state, its log, nor any command line or environment of its processes.
+    image = _pushed(token_registry, repo, docker_daemon, image_factory)
+    password = token_server.users["reader"]
+    basic = base64.b64encode(f"reader:{password}".encode()).decode()
+    # The user's config, as on a laptop: a credential helper for the private registry, and an entry for a
+    # registry the workflow does not use, which must stay at home.
+    helpers = tmp_path / "helpers"
+    helpers.mkdir()
+    helper = helpers / "docker-credential-wes-test"
+    helper.write_text("#!/bin/sh\ncat >/dev/null\n"
+                      f"echo '{json.dumps({'ServerURL': token_registry.host, 'Username': 'reader', 'Secret': password})}'\n")
+    helper.chmod(0o755)
+    config = tmp_path / "client" / "config.json"
+    config.parent.mkdir()
+    unrelated = base64.b64encode(b"someone:unrelated-secret").decode()
+    config.write_text(json.dumps({"auths": {"elsewhere.example:5000": {"auth": unrelated}},
+                                  "credHelpers": {token_registry.host: "wes-test"}}))
+    _tool(tmp_path / "client", image, text=SLOW_TOOL)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WES_", "ARVADOS_", "DOCKER_"))}
+    env["PATH"] = os.pathsep.join([str(helpers), _path_without_docker(tmp_path)])
+    command = [sys.executable, "-m", "wes_arvados", "run", "--server", server.url, "--registry-config",
+               str(config), "--outdir", "out", "tool-0.cwl"]
+    client = subprocess.Popen(command, cwd=tmp_path / "client", env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    seen: List[bytes] = []
+    while client.poll() is None:  # what every process but the client and this test was started with
+        seen += _process_texts(but=(os.getpid(), client.pid))
+        time.sleep(0.1)
+    out, err = client.communicate()
+    assert client.returncode == 0, err
+    assert (tmp_path / "client" / "out" / "out.txt").read_text() == "docker-schema2\n"
+    assert json.loads(out)["out"]["path"] == str(tmp_path / "client" / "out" / "out.txt")
+    assert f"image {image}: pulled" in err
+    assert f"registry credentials for {token_registry.host} go with this run" in err, err
+    assert any(r.user == "reader" and r.status == 200 for r in token_server.requests), token_server.requests
+    assert any(str(server.state_dir).encode() in text for text in seen)  # the server's processes were read
+    for secret in (password, basic, "unrelated-secret", unrelated):
+        assert not [text for text in seen if secret.encode() in text], secret
+        assert _grep_tree(server.state_dir, secret.encode()) == [], secret
+        assert secret not in server.log_path.read_text(errors="replace"), secret
+    # For that run only: the same workflow without the config cannot have the image.
+    _forget(docker_daemon, image)
+    again = subprocess.run(command[:6] + ["--quiet"] + command[8:], cwd=tmp_path / "client", env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode != 0 and len(again.stderr.strip().splitlines()) == 1, again.stderr
+    assert image in again.stderr and "401" in again.stderr, again.stderr
 
 
 def test_with_no_container_runtime_a_required_image_fails_and_a_hint_may_run_without(
@@ -529,3 +620,102 @@ class FileServer(ThreadedServer):
                 super().do_GET()
 
         super().__init__(Handler)
+
+
+def test_health_readiness_and_metrics_of_a_server_with_two_web_workers(
+        tmp_path: Path, registry: Registry, repo: str, docker_daemon: DockerDaemon,
+        image_factory: ImageFactory) -> None:
+    # Issue 17, acceptance 3: the counters change after an image pull and after a run, summed over both workers.
+    server = WesServer(tmp_path / "state", workers=2, env={"DOCKER_HOST": docker_daemon.host}).start()
+    try:
+        root = server.url.split("/ga4gh/")[0]
+        assert requests.get(root + "/healthz", timeout=30).json() == {"status": "ok"}
+        assert requests.get(root + "/readyz", timeout=30).json() == {"status": "ready"}
+        before = scrape(server.url)
+        image = _pushed(registry, repo, docker_daemon, image_factory)
+        pull = _wait_pull(server.url, _ask_pull(server.url, image))
+        assert pull["state"] == "COMPLETE", pull
+        after_pull = scrape(server.url)
+        assert sample(after_pull, "wes_arvados_image_pulls_total", outcome="pulled") == \
+            sample(before, "wes_arvados_image_pulls_total", outcome="pulled") + 1
+        blobs = sum(len(layer.blob) for layer in image_factory.docker_schema2().layers)
+        assert sample(after_pull, "wes_arvados_image_pull_bytes_total") - \
+            sample(before, "wes_arvados_image_pull_bytes_total") >= blobs > 0
+        assert sample(after_pull, "wes_arvados_image_pull_duration_seconds_count", outcome="pulled") == 1
+
+        client = WesClient(server.url)
+        log = client.wait(client.run(_tool(tmp_path, image)))  # the image is in the store: a cache hit
+        assert log["state"] == "COMPLETE", log
+        for _ in range(20):
+            assert requests.get(server.url + "/runs", timeout=30).status_code == 200
+        assert requests.get(server.url + "/runs/no-such-run", timeout=30).status_code == 404
+        after_run = scrape(server.url)
+        assert sample(after_run, "wes_arvados_runs", state="COMPLETE") == 1
+        assert sample(after_run, "wes_arvados_image_pulls_total", outcome="present") == 1
+        assert sample(after_run, "wes_arvados_image_cache_hits_total") == 1
+        runs = "/ga4gh/wes/v1/runs"
+        assert sample(after_run, "wes_arvados_http_requests_total", route=runs, method="GET", status="200") == 20
+        assert sample(after_run, "wes_arvados_http_requests_total", route=runs + "/{run_id}", method="GET",
+                      status="404") == 1
+        assert sample(after_run, "wes_arvados_http_request_duration_seconds_count", route=runs, method="GET") == 20
+        # Both web workers counted (each into files of its own), and /metrics added them up.
+        counted_by = {path.stem.rsplit("_", 1)[-1] for path in (server.state_dir / "metrics").glob("counter_*.db")}
+        assert len(counted_by) >= 2, counted_by
+
+        # Not ready while the run database cannot be written (its write lock held here); ready again after.
+        with sqlite3.connect(str(server.state_dir / "wes.sqlite"), isolation_level=None) as db:
+            db.execute("BEGIN IMMEDIATE")
+            busy = requests.get(root + "/readyz", timeout=30)
+            db.execute("ROLLBACK")
+        assert busy.status_code == 503 and "not writable" in busy.json()["reason"], busy.text
+        assert requests.get(root + "/readyz", timeout=30).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_with_log_format_json_every_line_the_server_writes_is_json_and_holds_no_secret(
+        tmp_path: Path, basic_registry: Registry, repo: str, docker_daemon: DockerDaemon,
+        image_factory: ImageFactory) -> None:
+    # Issue 17, acceptance 4: a run and an image pull with a token and registry credentials, two web workers.
+    token = "wes-token-" + hashlib.sha256(os.urandom(16)).hexdigest()[:24]
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"auth_tokens": [token]}))
+    server = WesServer(tmp_path / "state", workers=2, extra_args=["--config", str(config), "--log-format", "json"],
+                       env={"DOCKER_HOST": docker_daemon.host}).start()
+    image = _pushed(basic_registry, repo, docker_daemon, image_factory)
+    user, password = basic_registry.credentials  # type: ignore[misc]
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    header = base64.urlsafe_b64encode(json.dumps({"auths": {basic_registry.host: {"auth": basic}}}).encode()).decode()
+    try:
+        client = WesClient(server.url)
+        client.http.headers["Authorization"] = f"Bearer {token}"
+        answer = client.submit(_tool(tmp_path, image), headers={"X-Registry-Auth": header})
+        assert answer.status_code == 200, answer.text
+        run_id = answer.json()["run_id"]
+        assert client.wait(run_id)["state"] == "COMPLETE"
+        pulled = client.http.post(server.url + "/images", json={"image": image}, timeout=30,
+                                  headers={"X-Registry-Auth": header})
+        assert pulled.status_code == 202, pulled.text
+        pull_id = pulled.json()["pull_id"]
+        deadline = time.monotonic() + 120
+        while client.http.get(f"{server.url}/images/{pull_id}", timeout=30).json()["state"] in ("QUEUED", "RUNNING"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        refused = requests.get(server.url + "/runs", headers={"Authorization": "Bearer not-the-token"}, timeout=30)
+        assert refused.status_code == 401
+    finally:
+        server.stop()
+    text = server.log_path.read_text(errors="replace")
+    events = []
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"line {number} of the server's log is not JSON: {line!r}")
+    assert all({"time", "level", "logger", "message"} <= set(e) for e in events)
+    assert any(e.get("run_id") == run_id and e["logger"] == "wes_arvados.local.supervisor" for e in events), events
+    assert any(e.get("run_id") == run_id and e.get("image") == image for e in events), events
+    assert any(e.get("pull_id") == pull_id and e.get("image") == image for e in events), events
+    assert any(e.get("path") == "/ga4gh/wes/v1/runs" and e.get("status") == 401 for e in events), events
+    for secret in (token, password, basic, header):
+        assert secret not in text

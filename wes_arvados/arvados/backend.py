@@ -16,7 +16,7 @@ from importlib.metadata import version
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..config import Config
-from ..errors import NotFound, Unauthorized
+from ..errors import NotFound, ServerError, Unauthorized
 from ..http import Client
 from ..images.reference import Reference
 from ..images.registry import AuthConfig
@@ -41,6 +41,8 @@ from .api import api_errors, client_for
 from .submit import ARVADOS_CWL_RUNNER, placeholder
 
 RUNNER = "arvados-cwl-runner"
+READY_SECONDS = 5.0  # a readiness probe waits no longer for the API server
+DISCOVERY_MAX = 4 << 20  # the discovery document is ~300 KB
 
 
 @lru_cache(maxsize=1)
@@ -101,6 +103,22 @@ class ArvadosBackend(Backend):
             return {}
         with api_errors("no runs"):
             return runs.state_counts(self.api)
+
+    def ready(self) -> None:
+        """Ready when the API server serves its discovery document within 5 s (no token needed)."""
+        from ..http import Client, TransportError, read_capped
+
+        url = f"https://{self.config.arvados.api_host}/discovery/v1/apis/arvados/v1/rest"
+        client = Client(insecure=self.config.arvados.api_host_insecure, timeout=READY_SECONDS)
+        try:
+            response = client.request("GET", url)
+            read_capped(response, DISCOVERY_MAX, "the discovery document")
+        except TransportError as exc:
+            raise ServerError(f"the Arvados API server does not answer: {exc}") from None
+        finally:
+            client.close()
+        if response.status != 200:
+            raise ServerError(f"the Arvados API server answered {response.status} for {url}")
 
     # ---- runs -----------------------------------------------------------------------------------
 

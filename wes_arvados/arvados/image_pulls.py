@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Any, ContextManager, Dict, Optional
 
 from ..config import Config, image_settings, load_config
+from ..logs import configure as configure_logging
 from ..errors import NotFound
 from ..images.errors import ImageError
 from ..images.reference import Reference, parse_normalized_named
@@ -36,7 +37,7 @@ from ..wes.states import State
 from . import work
 from .api import api_errors, client_for
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("wes_arvados.arvados.image_pulls")  # not __main__: it runs with -m
 
 PULL_LINK = "wes_arvados_image_pull"
 QUEUED, RUNNING, COMPLETE, SYSTEM_ERROR = (s.value for s in (State.QUEUED, State.RUNNING, State.COMPLETE,
@@ -131,15 +132,16 @@ def run(api: Any, service: ImageService, job: Dict[str, Any], heartbeat_seconds:
 
 def main() -> int:
     """Do the pull described on stdin as the caller whose token it carries; 0 if the image is in Keep."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config()
+    configure_logging(config.log_level, config.log_format, pull_id=sys.argv[1])
     job = json.loads(sys.stdin.read())
     arvados = config.arvados
     api = client_for(arvados.api_host, job["token"], arvados.api_host_insecure)
     store = KeepImageStore(api, project_uuid=job.get("project_uuid"), claim=True)  # as arv-keepdocker would
     service = ImageService(store, image_settings(config))
     pull = run(api, service, job, heartbeat_seconds=arvados.heartbeat_timeout / 4, turn=work.turn(config))
-    log.info("image pull %s of %s: %s %s", pull.id, pull.image, pull.state, pull.error or pull.portable_data_hash)
+    log.info("image pull %s of %s: %s %s", pull.id, pull.image, pull.state, pull.error or pull.portable_data_hash,
+             extra={"image": pull.image})
     return 0 if pull.state == COMPLETE else 1
 
 

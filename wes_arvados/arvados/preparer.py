@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from ..config import image_settings, load_config
+from ..logs import configure as configure_logging
 from ..images.registry import AuthConfig
 from . import runs, work
 from .api import client_for
@@ -26,9 +27,9 @@ log = logging.getLogger("wes_arvados.arvados.preparer")
 
 def main() -> int:
     """Prepare and submit the run described on stdin; the exit status says whether a-c-r committed it."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config()
     job = json.loads(sys.stdin.read())
+    configure_logging(config.log_level, config.log_format, run_id=job["run_id"])
     staged = Path(job["staged"])
     arvados = config.arvados
     submission = PreparationJob(run_id=job["run_id"], staged=staged, workflow=job["workflow"], job=job["job"],

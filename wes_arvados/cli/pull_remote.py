@@ -2,41 +2,32 @@
 
 The pull goes through the server's image pull service (``POST /images``, then
 ``GET /images/{pull_id}`` until it ends), so the image lands where that server's
-runs find it, with no Docker and no download on this machine. Credentials named
-with ``--registry-config`` for the image's registry travel in ``X-Registry-Auth``
-for that pull only; the default Docker config is never sent.
+runs find it, with no Docker and no download on this machine. Credentials for
+the image's registry in the ``--registry-config`` files (client/registry_auth.py)
+travel in ``X-Registry-Auth`` for that pull only; the default Docker config is
+never sent.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from ..client.registry_auth import registry_auth_header
 from ..client.session import ClientError, WesSession
 from ..images.errors import ImageError
 from ..images.reference import parse_normalized_named
-from ..images.registry.credentials import REGISTRY_AUTH_HEADER, DockerConfig, encode_registry_auth
+from ..images.registry.credentials import REGISTRY_AUTH_HEADER
 
 POLL_SECONDS = 0.5
 UNFINISHED = ("QUEUED", "RUNNING")
-
-
-def registry_auth_header(image: str, config_files: List[str]) -> Optional[str]:
-    """X-Registry-Auth with the `auths` entry for the image's registry from the given config files, if any."""
-    registry = parse_normalized_named(image).registry
-    for path in config_files:
-        auth = DockerConfig.load(Path(path)).auths.get(registry)
-        if auth:
-            return encode_registry_auth({registry: auth})
-    return None
 
 
 def pull_on_server(server: str, image: str, platform: Optional[str], config_files: List[str],
                    token: Optional[str] = None, timeout: float = 3600) -> Dict[str, Any]:
     """Ask `server` to import `image`; wait for the pull to end and return its record (raise `ImageError` if it failed)."""
     session = WesSession(server, token)
-    auth = registry_auth_header(image, config_files)
+    auth, _ = registry_auth_header([parse_normalized_named(image).registry], config_files)
     body = {"image": image, **({"platform": platform} if platform else {})}
     try:
         pull_id = session.call("POST", "/images", body, expect=202,

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -25,12 +26,15 @@ from ..client.dependencies import DependencyError, find
 from ..client.follow import Interrupted, follow
 from ..client.multipart import MultipartBody
 from ..client.outputs import download_outputs
+from ..client.registry_auth import registry_auth_header, workflow_registries
 from ..client.session import ClientError, WesSession
 from ..images.errors import ImageError
-from ..images.registry.credentials import REGISTRY_AUTH_HEADER, DockerConfig, encode_registry_auth
+from ..images.progress import human_size
+from ..images.registry.credentials import REGISTRY_AUTH_HEADER
 
 SERVER_VARIABLES = ("WES_ARVADOS_SERVER", "WES_ENDPOINT")
 CONFIRM_SECONDS = 5.0
+PROGRESS_SECONDS = 2.0  # between two lines of upload progress
 TOKEN_VARIABLES = ("WES_ARVADOS_TOKEN", "ARVADOS_API_TOKEN")
 
 
@@ -47,7 +51,8 @@ def add_run_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     parser.add_argument("--outdir", default=".", help="where the outputs go (default: here)")
     parser.add_argument("--basedir", help="what relative input paths are relative to (default: the job's folder)")
     parser.add_argument("--registry-config", action="append", default=[], metavar="CONFIG_JSON",
-                        help="a docker config.json whose registry credentials go with this run only")
+                        help="a docker config.json: its credentials for the registries of the workflow's images "
+                             "(credHelpers, auths, credsStore) go with this run only; repeatable")
     parser.add_argument("--engine-parameter", action="append", default=[], metavar="OPTION[=VALUE]",
                         help="an engine option for the server to pass (workflow_engine_parameters), e.g. "
                              "--engine-parameter=--disable-reuse; repeatable")
@@ -97,13 +102,6 @@ def _engine_parameters(given: List[str]) -> Dict[str, Optional[str]]:
     return parameters
 
 
-def _registry_auth(config_files: List[str]) -> Optional[str]:
-    auths = {}
-    for path in config_files:
-        auths.update(DockerConfig.load(Path(path)).auths)
-    return encode_registry_auth(auths) if auths else None
-
-
 def run(args: argparse.Namespace) -> int:
     """Submit (or attach to a run), follow, download; the exit code as cwl-runner gives it."""
     say: Callable[[str], None] = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
@@ -148,12 +146,34 @@ def _submit(session: WesSession, args: argparse.Namespace, say: Callable[[str], 
         *([("workflow_engine_parameters", json.dumps(_engine_parameters(args.engine_parameter)))]
           if args.engine_parameter else [])],
         files=[("workflow_attachment", a.name, a.path) for a in needs.attachments])
-    auth = _registry_auth(args.registry_config)
+    auth = None
+    if args.registry_config:
+        registries = workflow_registries(args.workflow)
+        auth, covered = registry_auth_header(registries, args.registry_config)
+        say(f"registry credentials for {', '.join(covered)} go with this run" if covered else
+            f"--registry-config has no credentials for {', '.join(registries) or 'the workflow, which names no image'}")
     total = sum(a.path.stat().st_size for a in needs.attachments)
     say(f"uploading {len(needs.attachments)} files, {total} bytes, to {session.base}")
-    run_id = session.submit(body, {REGISTRY_AUTH_HEADER: auth} if auth else None)
+    run_id = session.submit(body, {REGISTRY_AUTH_HEADER: auth} if auth else None, sent=_UploadProgress(total, say))
     say(f"submitted run {run_id}")
     return run_id
+
+
+class _UploadProgress:
+    """Told each piece of the files sent; says how far the upload is, at most every PROGRESS_SECONDS."""
+
+    def __init__(self, total: int, say: Callable[[str], None]) -> None:
+        self.total, self.say = total, say
+        self.done = 0
+        self.said_at = time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.said_at >= PROGRESS_SECONDS:
+            self.said_at = now
+            self.say(f"uploaded {human_size(self.done)} of {human_size(self.total)} "
+                     f"({100 * self.done // max(self.total, 1)}%)")
 
 
 class _CtrlC:

@@ -7,7 +7,10 @@ modules are imported only when `serve` runs.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+from pathlib import Path
 from typing import Any, Callable, Dict
 
 from ..errors import ConfigError
@@ -27,6 +30,8 @@ def add_serve_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     p.add_argument("--allowed-dir", action="append", dest="allowed_dirs",
                    help="server directory whose files may be named by file:// URLs (repeatable)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", choices=["text", "json"],
+                   help="text lines, or one JSON object per line with run_id/pull_id/image fields (default text)")
     images = p.add_argument_group("images", "how the server gets the Docker images runs need (config: images:)")
     images.add_argument("--registry-mirror", metavar="REGISTRY=URL", action="append", dest="images.mirrors",
                         help="mirror tried before REGISTRY, e.g. docker.io=http://127.0.0.1:5000 (repeatable)")
@@ -62,11 +67,21 @@ def run_serve(args: argparse.Namespace) -> int:
         elif key not in ("command", "config"):
             overrides[key] = value
     from ..config import load_config
-    from ..web import server
 
     try:
         config = load_config(args.config, overrides)
     except ConfigError as exc:
         print(f"wes-arvados: {exc}", file=sys.stderr)
         return 2
+    _metrics_directory(Path(config.state_dir) / "metrics")
+    from ..web import server
+
     return server.serve(config)
+
+
+def _metrics_directory(directory: Path) -> None:
+    """Make `directory` this server's fresh prometheus_client multiprocess directory, for this process and its
+    children (wes_arvados/metrics.py); before anything imports prometheus_client, which reads it then."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)

@@ -5,17 +5,21 @@ its fetcher reads, so ``run:``, ``$import``, ``$include`` and schema-def imports
 all there because the loader read them, not because a scan guessed them. The input
 files come from the job as cwltool binds it: defaults filled in and the
 secondaryFiles of every top-level input discovered (a default's included), and a
-Directory with everything under it. Only local files are sent; ``http(s)`` and other
-remote locations are left for the server. Names are relative to the directory that
-holds them all, so the documents' relative references still hold on the server.
+Directory with everything under it. With no Node.js here, where cwltool could
+evaluate no expression, a job whose binding needs one is bound without them
+(`bind_without_expressions`).
+Only local files are sent; ``http(s)`` and other remote locations are left for the
+server. Names are relative to the directory that holds them all, so the documents'
+relative references still hold on the server.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 from urllib.parse import unquote, urljoin, urlsplit
 
 from ..errors import BadRequest
@@ -72,19 +76,92 @@ def documents_and_job(workflow: Path, fragment: str, job: Dict[str, Any]) -> Tup
     from cwltool.load_tool import load_tool
     from cwltool.workflow import default_make_tool
 
+    from ..images.cwl import quiet_cwltool
+
     read: Set[Path] = set()
     loading = LoadingContext({"fetcher_constructor": _recording_fetcher(read), "do_update": True,
                               "construct_tool_object": default_make_tool, "disable_js_validation": True})
     try:
-        tool = load_tool(workflow.resolve().as_uri() + (f"#{fragment}" if fragment else ""), loading)
-        named = _named_by_documents(tool.doc_loader.idx if tool.doc_loader is not None else {})
-        namespaces: Dict[str, str] = {**dict(tool.metadata.get("$namespaces") or {}),  # type: ignore[arg-type]
-                                      **(job.get("$namespaces") or {})}
-        builder = tool._init_job(_expanded(job, namespaces),
-                                 RuntimeContext({"toplevel": True, "basedir": str(workflow.parent)}))
+        with quiet_cwltool():
+            tool = load_tool(workflow.resolve().as_uri() + (f"#{fragment}" if fragment else ""), loading)
+            named = _named_by_documents(tool.doc_loader.idx if tool.doc_loader is not None else {})
+            namespaces: Dict[str, str] = {**dict(tool.metadata.get("$namespaces") or {}),  # type: ignore[arg-type]
+                                          **(job.get("$namespaces") or {})}
+            given = _expanded(job, namespaces)
+            try:
+                builder = tool._init_job(given, RuntimeContext({"toplevel": True, "basedir": str(workflow.parent)}))
+            except Exception as exc:
+                if javascript_engine() or not _for_want_of_javascript(exc):
+                    raise
+                return read | named, bind_without_expressions(tool.tool["inputs"], given)
+    except DependencyError:
+        raise
     except Exception as exc:  # cwltool raises many kinds; the user needs the message
         raise DependencyError(f"{workflow}: {' '.join(str(exc).split())}") from None
     return read | named, dict(builder.job)
+
+
+def javascript_engine() -> Optional[str]:
+    """The Node.js that cwltool evaluates expressions with, if this machine has one."""
+    return shutil.which("nodejs") or shutil.which("node")
+
+
+def _for_want_of_javascript(exc: BaseException) -> bool:
+    """Whether `exc` came of an expression that needed a JavaScript engine and found none."""
+    from cwl_utils.errors import JavascriptException
+
+    seen: Optional[BaseException] = exc
+    while seen is not None:
+        if isinstance(seen, JavascriptException):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def bind_without_expressions(inputs: List[Dict[str, Any]], job: Dict[str, Any]) -> Dict[str, Any]:
+    """The job bound as cwltool binds it, for a machine with no Node.js: defaults filled in, and the
+    secondaryFiles of each File input found by its plain patterns.
+
+    cwltool's own binding evaluates every expression of the inputs (a position, a
+    secondaryFiles pattern), and without Node.js it would fail, or run ``docker run
+    node``. A secondaryFiles pattern that is an expression is left out here: the
+    server evaluates it, and a file it names must then be in the job.
+    """
+    from cwltool.builder import substitute
+    from cwltool.process import shortname
+
+    bound = dict(job)
+    for param in inputs:
+        name = shortname(param["id"])
+        if bound.get(name) is None and param.get("default") is not None:
+            bound[name] = param["default"]
+        patterns = [p if isinstance(p, dict) else {"pattern": p} for p in param.get("secondaryFiles") or []]
+        plain = [p for p in patterns if isinstance(p.get("pattern"), str) and "$(" not in p["pattern"]
+                 and "${" not in p["pattern"]]
+        if plain:
+            bound[name] = _with_secondary_files(bound.get(name), plain, name, substitute)
+    return bound
+
+
+def _with_secondary_files(value: Any, patterns: List[Dict[str, Any]], name: str,
+                          substitute: Callable[[str, str], str]) -> Any:
+    """`value` (a File or a list of them) with the secondaryFiles `patterns` name, where they exist."""
+    if isinstance(value, list):
+        return [_with_secondary_files(item, patterns, name, substitute) for item in value]
+    if not isinstance(value, dict) or value.get("class") != "File" or not value.get("location"):
+        return value
+    location = str(value["location"])
+    found = list(value.get("secondaryFiles") or [])
+    for entry in patterns:
+        pattern = entry["pattern"]
+        optional = pattern.endswith("?") or entry.get("required") is False or isinstance(entry.get("required"), str)
+        target = urljoin(location, substitute(location.rsplit("/", 1)[-1], pattern.rstrip("?")))
+        path = _local_path(target)
+        if path is not None and path.exists():
+            found.append({"class": "Directory" if path.is_dir() else "File", "location": target})
+        elif path is not None and not optional:
+            raise DependencyError(f"input {name}: missing secondary file {path} (pattern {pattern})")
+    return {**value, "secondaryFiles": found} if found else value
 
 
 def _named_by_documents(index: Dict[str, Any]) -> Set[Path]:

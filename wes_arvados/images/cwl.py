@@ -16,6 +16,7 @@ thread are dropped, so a check of a submitted workflow is quiet and offline.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -45,7 +46,7 @@ IMPORT = "import"
 ID = "id"  # a local image id: it names no repository, so it cannot be pulled
 
 # Loggers that cwltool and schema-salad write to while loading.
-_LOADING_LOGGERS = ("cwltool", "cwltool.validation_warnings", "salad", "rdflib.term")
+_LOADING_LOGGERS = ("cwltool", "cwltool.validation_warnings", "salad", "rdflib.term", "cwl_utils")
 
 # A full or short (12+ hex digits, as `docker images` shows) image id, with or
 # without its algorithm. Shorter hex strings are valid repository names too.
@@ -232,17 +233,25 @@ def _load(uri: str, document: str) -> Process:
         "fetcher_constructor": _LocalFetcher,
         "construct_tool_object": cwltool.workflow.default_make_tool,
     })
-    quiet = _DropRecordsOfThisThread()
-    loggers = [logging.getLogger(name) for name in _LOADING_LOGGERS]
-    for logger in loggers:
-        logger.addFilter(quiet)
     try:
-        return load_tool(uri, context)
+        with quiet_cwltool():
+            return load_tool(uri, context)
     except Exception as exc:  # noqa: BLE001
         # Whatever cwltool's loader raises (schema-salad validation, WorkflowException,
         # an OSError, or a loader bug) means the same thing to the caller: the images
         # are unknown, and the engine will say what is wrong with the workflow.
         raise WorkflowLoadError(document, str(exc).strip() or type(exc).__name__) from exc
+
+
+@contextlib.contextmanager
+def quiet_cwltool() -> Iterator[None]:
+    """Drop what cwltool, schema-salad and cwl-utils log from this thread meanwhile (the caller reports errors)."""
+    quiet = _DropRecordsOfThisThread()
+    loggers = [logging.getLogger(name) for name in _LOADING_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        yield
     finally:
         for logger in loggers:
             logger.removeFilter(quiet)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, Optional
 
+from .. import metrics
 from .cache import PRUNE_GRACE_SECONDS, BlobCache
 from .policy import ImagePolicy
 from .prune import prune
@@ -93,6 +94,24 @@ class ImageService:
         `credentials` (registry → AuthConfig) are used for this call only.
         """
         started = time.monotonic()
+        try:
+            ensured = self._ensure(ref, credentials, platform, started)
+        except Exception as exc:
+            metrics.IMAGE_PULLS.labels("failed").inc()
+            metrics.IMAGE_PULL_SECONDS.labels("failed").observe(time.monotonic() - started)
+            log.warning("image %s: failed: %s", ref.as_written, exc, extra={"image": ref.as_written})
+            raise
+        outcome = "pulled" if ensured.pulled else "present"
+        log.info("%s", ensured.summary(), extra={"image": ref.as_written})
+        metrics.IMAGE_PULLS.labels(outcome).inc()
+        metrics.IMAGE_PULL_SECONDS.labels(outcome).observe(ensured.seconds)
+        metrics.IMAGE_PULL_BYTES.inc(ensured.downloaded)
+        if not ensured.downloaded:
+            metrics.IMAGE_CACHE_HITS.inc()
+        return ensured
+
+    def _ensure(self, ref: Reference, credentials: Optional[Dict[str, AuthConfig]], platform: Optional[str],
+                started: float) -> Ensured:
         self.check(ref)
         name = ref.as_written  # stores keep images under the name the workflow wrote
         registry = self._registry(credentials)

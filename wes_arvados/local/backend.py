@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import uuid
 from importlib.metadata import version
 from pathlib import Path
@@ -81,6 +82,13 @@ class LocalBackend(Backend):
     def state_counts(self) -> Dict[str, int]:
         """Runs per state."""
         return self.store.counts()
+
+    def ready(self) -> None:
+        """Ready when the database takes its write lock within 2 s."""
+        try:
+            self.store.db.check_writable()
+        except sqlite3.Error as exc:
+            raise ServerError(f"the run database {self.config.database_path} is not writable: {exc}") from None
 
     def submit(self, submission: Submission, credentials: Optional[Dict[str, AuthConfig]] = None) -> str:
         """Move the staged files into a new run directory, then queue the run (credentials offered to it first)."""

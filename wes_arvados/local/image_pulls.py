@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Dict, Optional
 
 from ..config import Config, load_config
+from ..logs import configure as configure_logging
 from ..errors import NotFound
 from ..images.errors import ImageError
 from ..images.reference import Reference, parse_normalized_named
@@ -35,7 +36,7 @@ from ..wes.states import State
 from . import handoff
 from .store import ImagePullRecords
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("wes_arvados.local.image_pulls")  # not __main__: it runs with -m
 
 # A pull moves through the WES run states: QUEUED, RUNNING, then COMPLETE or SYSTEM_ERROR.
 QUEUED, RUNNING, COMPLETE, SYSTEM_ERROR = (s.value for s in (State.QUEUED, State.RUNNING, State.COMPLETE,
@@ -148,9 +149,9 @@ def main(argv: list) -> int:
     from .images import local_image_service
     from .runtime import detect_runtime
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config()
     pull_id = argv[1]
+    configure_logging(config.log_level, config.log_format, pull_id=pull_id)
     runtime = detect_runtime(config.images.runtime)
     if runtime is None:
         ImagePullRecords(config.images_dir / "store.sqlite").update(

@@ -76,7 +76,7 @@ class Scheduler:
                 self.store.finish(row.run_id, state, "the process supervising this run disappeared (server or "
                                   "machine restarted); the run was stopped and cannot be resumed: submit it again",
                                   db, exit_code=RUNNER_SOFTWARE_EXIT)
-        log.warning("run %s reconciled to %s", row.run_id, state.value)
+        log.warning("run %s reconciled to %s", row.run_id, state.value, extra={"run_id": row.run_id})
 
     def claim(self) -> Optional[str]:
         """Move the oldest QUEUED run to INITIALIZING if a slot is free; return its id."""
@@ -98,6 +98,7 @@ class Scheduler:
         self.children[run_id] = proc
         self.store.update(run_id, supervisor_pid=proc.pid, supervisor_started=start_time(proc.pid))
         self.store.log(run_id, "supervisor started: images, then the engine")
+        log.info("run %s: supervisor %d started", run_id, proc.pid, extra={"run_id": run_id})
 
     def step(self) -> None:
         """One pass: reap finished supervisors, reconcile orphans, start what fits."""

@@ -37,6 +37,20 @@ class Database:
             self._local.conn = conn
         return conn
 
+    def check_writable(self, timeout: float = 2.0) -> None:
+        """Take the write lock on a connection of its own, and let it go; `sqlite3.Error` if that fails in `timeout`.
+
+        The file must exist (it is not created here): a state directory that went
+        away is not writable for the server's open connections either.
+        """
+        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=rw", uri=True, timeout=timeout,
+                               isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that holds the database's write lock from its start."""

@@ -6,6 +6,7 @@ the next scheduler finds the supervisor alive and leaves it to finish.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import time
 from typing import List, Optional
 
 from ..config import Config, load_config
+from ..logs import configure as configure_logging
 from ..processes import kill_group, start_time
 from ..timestamps import utcnow
 from ..wes.states import (
@@ -29,6 +31,7 @@ from .rundir import RunDir, write_json
 from .store import RunStore
 
 RUNNER = [sys.executable, "-m", "wes_arvados.local.runner"]
+log = logging.getLogger("wes_arvados.local.supervisor")  # not __main__: it runs with -m
 
 
 def runner_command(run: RunDir) -> List[str]:
@@ -115,6 +118,7 @@ class Supervisor:
             line = f"engine exited with status {code}" if code >= 0 else f"engine killed by signal {-code}"
         write_json(self.run.result, {"state": state.value, "exit_code": code, "end_time": utcnow()})
         self.store.finish(self.run_id, state, line, exit_code=code)
+        log.info("run %s ended %s: %s", self.run_id, state.value, line)
 
 
 def finish_canceled_before_start(store: RunStore, run_id: str) -> None:
@@ -128,6 +132,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point: ``python -m wes_arvados.local.supervisor RUN_ID``."""
     run_id = (argv or sys.argv[1:])[0]
     config = load_config()
+    configure_logging(config.log_level, config.log_format, run_id=run_id)
     store = RunStore(config.database_path)
     supervisor = Supervisor(store, RunDir(config.runs_dir / run_id), run_id, config)
     # SIGTERM to the supervisor (e.g. the whole session being stopped) cancels the run cleanly.

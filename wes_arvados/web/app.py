@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import connexion
+from connexion.middleware import MiddlewarePosition
 from connexion.validators import (
     AbstractRequestBodyValidator,
     JSONRequestBodyValidator,
@@ -16,6 +17,7 @@ from connexion.validators import (
 from ..config import Config, load_config
 from ..wes.backend import make_backend
 from . import auth, errors
+from .operations import Operations, Routes
 
 BASE_PATH = "/ga4gh/wes/v1"
 EXTENSION_KEY = "wes_arvados"
@@ -75,7 +77,8 @@ def create_app(config: Optional[Config] = None) -> connexion.FlaskApp:
     flask_app.config["MAX_CONTENT_LENGTH"] = config.max_upload_bytes
     flask_app.config["MAX_FORM_MEMORY_SIZE"] = config.max_upload_bytes
     flask_app.config["MAX_FORM_PARTS"] = 100_000
-    flask_app.extensions[EXTENSION_KEY] = {"config": config, "backend": make_backend(config)}
+    backend = make_backend(config)
+    flask_app.extensions[EXTENSION_KEY] = {"config": config, "backend": backend}
     auth.install(flask_app, config)
     app.add_api(
         spec_path(),
@@ -92,4 +95,7 @@ def create_app(config: Optional[Config] = None) -> connexion.FlaskApp:
         },
     )
     errors.install(app)
+    # Outermost, so that it sees every answer's status, errors' included.
+    app.add_middleware(Operations, position=MiddlewarePosition.BEFORE_EXCEPTION, backend=backend,
+                       routes=Routes(spec_path(), BASE_PATH))
     return app

@@ -1,5 +1,10 @@
-"""Gunicorn settings used by `wes-arvados serve`."""
+"""Gunicorn settings used by `wes-arvados serve`; the server's Config comes in its environment."""
 
+import logging
+import os
+
+from wes_arvados.config import RESOLVED_ENV, Config
+from wes_arvados.logs import gunicorn_config
 from wes_arvados.processes import die_with_parent
 
 worker_class = "uvicorn_worker.UvicornWorker"
@@ -8,6 +13,12 @@ timeout = 120
 accesslog = "-"
 # Several servers may run on one machine; a shared control socket in $HOME would clash.
 control_socket_disable = True
+
+if RESOLVED_ENV in os.environ:
+    _config = Config.from_json(os.environ[RESOLVED_ENV])
+    if _config.log_format == "json":
+        logconfig_dict = gunicorn_config(_config.log_level)
+logging.captureWarnings(True)  # the workers' import warnings, through the log's handlers
 
 
 def post_fork(server, worker) -> None:

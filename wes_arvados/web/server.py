@@ -11,6 +11,7 @@ import threading
 from typing import Any, List
 
 from ..config import Config
+from ..logs import configure as configure_logging
 from ..processes import die_with_parent
 from ..wes.backend import make_backend
 
@@ -31,7 +32,7 @@ def gunicorn_command(config: Config) -> List[str]:
 
 def serve(config: Config) -> int:
     """Run until SIGTERM or SIGINT; return the exit status."""
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config.log_level, config.log_format)
     os.makedirs(config.state_dir, exist_ok=True)
     work = make_backend(config).background_work()
     env = config.child_env()

@@ -63,6 +63,13 @@ class Backend(ABC):
         """Number of runs in each state."""
 
     @abstractmethod
+    def ready(self) -> None:
+        """Return if the backend can take and answer requests now; raise `ServerError` saying why not.
+
+        For readiness probes: quick (a few seconds at most), and with no caller's token.
+        """
+
+    @abstractmethod
     def submit(self, submission: Submission, credentials: Optional[Dict[str, AuthConfig]] = None) -> str:
         """Take ownership of a validated submission and queue it; return its run id.
 

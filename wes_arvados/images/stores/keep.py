@@ -40,6 +40,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
 
+from ... import metrics
 from ...timestamps import utcnow
 from ..archive import (
     LayerPart,
@@ -400,8 +401,9 @@ class KeepImageStore(ImageStore):
         config = image.resolved.config
         image_id = image.resolved.manifest.config.digest
         held = self.held_layers(diff_ids(config))
-        writer = KeepArchiveWriter(lambda data: self.keep.put(data), self.jobs)
+        writer = KeepArchiveWriter(self._put, self.jobs)
         written = writer.write(iter_archive(image.archive(IntoStore(held=held))))
+        metrics.KEEP_BYTES_DEDUPLICATED.inc(sum(layer.size for layer in held.values()))
         repo, tag = split_repo_tag(name)
         filename = f"{image_id}.tar"
         properties = {REPO_TAG_PROPERTY: f"{repo}:{tag}", MANIFEST_PROPERTY: image.resolved.manifest.digest,
@@ -419,6 +421,12 @@ class KeepImageStore(ImageStore):
         stored = self._record(name, collection, image_id)
         return StoredImage(**{**stored.to_json(), "platform": str(platform) if platform else None,
                               "manifest_digest": image.resolved.manifest.digest})
+
+    def _put(self, data: bytes) -> str:
+        """Write one block to Keep; its locator."""
+        locator = str(self.keep.put(data))
+        metrics.KEEP_BYTES_WRITTEN.inc(len(data))
+        return locator
 
     def list(self) -> List[StoredImage]:
         """Images by their repo+tag links, newest image_timestamp first."""
