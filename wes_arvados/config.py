@@ -23,6 +23,7 @@ from .images.policy import ImagePolicy
 from .images.registry import Credentials, RegistryOptions
 from .images.registry.options import parse_mirrors
 from .images.service import ImageSettings
+from .wes.limits import Limits
 
 ENV_PREFIX = "WES_ARVADOS_"
 RESOLVED_ENV = "WES_ARVADOS_RESOLVED_CONFIG"
@@ -133,6 +134,14 @@ class Config:
     max_concurrent_runs: int = 2
     # Largest accepted POST /runs body, attachments included.
     max_upload_bytes: int = 512 * 1024 * 1024
+    # What one RunWorkflow request may hold (wes/limits.py): attachments and their size (0: max_upload_bytes),
+    # each JSON field's size and nesting depth, tags and the length of a tag's key or value.
+    max_attachments: int = 10_000
+    max_attachment_bytes: int = 0
+    max_json_bytes: int = 16 * 1024 * 1024
+    max_json_depth: int = 64
+    max_tags: int = 100
+    max_tag_length: int = 4096
     # Limits on a workflow_url the server fetches over http(s).
     fetch_max_bytes: int = 64 * 1024 * 1024
     fetch_timeout: float = 30.0
@@ -164,7 +173,8 @@ class Config:
         """Check values that would otherwise fail later and obscurely; return self."""
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
-        for name in ("port", "workers", "max_concurrent_runs", "max_upload_bytes", "fetch_max_bytes"):
+        for name in ("port", "workers", "max_concurrent_runs", "max_upload_bytes", "fetch_max_bytes",
+                     "max_attachments", "max_json_bytes", "max_json_depth", "max_tags", "max_tag_length"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be a positive integer")
         if self.log_format not in LOG_FORMATS:
@@ -193,6 +203,14 @@ class Config:
         values[IMAGES_KEY] = ImagesConfig(**values.get(IMAGES_KEY, {}))
         values[ARVADOS_KEY] = ArvadosConfig(**values.get(ARVADOS_KEY, {}))
         return cls(**values)
+
+    @property
+    def limits(self) -> Limits:
+        """What one RunWorkflow request may hold."""
+        return Limits(attachments=self.max_attachments,
+                      attachment_bytes=min(self.max_attachment_bytes or self.max_upload_bytes, self.max_upload_bytes),
+                      json_bytes=self.max_json_bytes, json_depth=self.max_json_depth, tags=self.max_tags,
+                      tag_chars=self.max_tag_length)
 
     @property
     def images_dir(self) -> Path:

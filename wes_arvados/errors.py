@@ -23,6 +23,12 @@ class BadRequest(WesError):
     status_code = 400
 
 
+class TooLarge(WesError):
+    """The request goes over one of the server's limits on sizes or counts (RunWorkflow's `Limits`)."""
+
+    status_code = 413
+
+
 class Unauthorized(WesError):
     """The request carries no valid credentials."""
 

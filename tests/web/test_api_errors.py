@@ -117,6 +117,25 @@ def test_oversized_upload_is_413_and_stores_nothing(tmp_path: Path):
         server.kill_runs()
 
 
+def test_the_request_limits_answer_413_and_400_through_the_server_and_store_nothing(tmp_path: Path):
+    server = WesServer(tmp_path / "state", env={"WES_ARVADOS_MAX_ATTACHMENTS": "2", "WES_ARVADOS_MAX_TAGS": "1",
+                                                "WES_ARVADOS_MAX_JSON_DEPTH": "3"}).start()
+    try:
+        client = WesClient(server.url)
+        hello = ("workflow_attachment", ("hello.cwl", HELLO))
+        many = [hello] + [("workflow_attachment", (f"f{n}.txt", b"x")) for n in range(2)]
+        _assert_error(_post(client, _fields(), many), 413, "3 workflow_attachment files; this server takes at most 2")
+        _assert_error(_post(client, {**_fields(), "tags": json.dumps({"a": "1", "b": "2"})}, [hello]), 400,
+                      "2 tags; this server takes at most 1")
+        _assert_error(_post(client, {**_fields(), "workflow_params": json.dumps({"name": [["x"]]})}, [hello]), 400,
+                      "workflow_params is nested deeper than this server's limit of 3")
+        _nothing_stored(server, client)
+        assert _post(client, {**_fields(), "tags": json.dumps({"a": "1"})}, many[:2]).status_code == 200
+    finally:
+        server.stop()
+        server.kill_runs()
+
+
 def test_bad_paging_arguments_are_400(client):
     _assert_error(client.get("/runs", params={"page_token": "garbage!"}), 400, "page_token")
     _assert_error(client.get("/runs", params={"page_size": 0}), 400, "page_size")

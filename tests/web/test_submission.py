@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from wes_arvados.errors import BadRequest
+from wes_arvados.errors import BadRequest, TooLarge
+from wes_arvados.wes.limits import Limits
 from wes_arvados.wes.submission import (
     Attachment,
     check_attachment_name,
@@ -134,3 +135,41 @@ def test_a_name_that_is_both_file_and_directory_is_refused(tmp_path):
     with pytest.raises(BadRequest, match="both a file and a directory"):
         _submit(tmp_path, _form(), names=("wf.cwl", "data", "data/x.txt"))
     assert not (tmp_path / "stage").exists()
+
+
+SMALL = Limits(attachments=3, attachment_bytes=1000, json_bytes=2000, json_depth=5, tags=2, tag_chars=10)
+
+
+@pytest.mark.parametrize("form,names,content,error,message", [
+    ({}, ("wf.cwl", "a", "b", "c"), WORKFLOW, TooLarge, "4 workflow_attachment files; this server takes at most 3"),
+    ({}, ("wf.cwl", "big"), WORKFLOW + b"#" * 1000, TooLarge, "'wf.cwl' is larger than this server's limit of 1000"),
+    ({"workflow_params": json.dumps({"x": "y" * 2000})}, ("wf.cwl",), WORKFLOW, TooLarge,
+     "workflow_params is larger than this server's limit of 2000 bytes"),
+    ({"workflow_params": '{"a": [[[[[1]]]]]}'}, ("wf.cwl",), WORKFLOW, BadRequest,
+     "workflow_params is nested deeper than this server's limit of 5"),
+    ({"workflow_engine_parameters": "[" * 100_000 + "]" * 100_000}, ("wf.cwl",), WORKFLOW, TooLarge,
+     "workflow_engine_parameters is larger"),
+    ({"tags": json.dumps({"a": "1", "b": "2", "c": "3"})}, ("wf.cwl",), WORKFLOW, BadRequest,
+     "3 tags; this server takes at most 2"),
+    ({"tags": json.dumps({"project": "x" * 11})}, ("wf.cwl",), WORKFLOW, BadRequest,
+     "keys and values may have at most 10 characters"),
+])
+def test_a_request_over_a_limit_is_refused_with_its_limit_and_leaves_nothing(tmp_path, form, names, content, error,
+                                                                              message):
+    attachments = [Attachment(n, io.BytesIO(content)) for n in names]
+    with pytest.raises(error, match=message) as refused:
+        parse_submission(_form(**form), attachments, tmp_path / "stage", [], lambda url, dest: None, SMALL)
+    assert refused.value.status_code == (413 if error is TooLarge else 400)
+    assert not (tmp_path / "stage").exists()
+    # At the limits, the same request is taken.
+    ok = parse_submission(_form(tags=json.dumps({"a": "x" * 10, "b": ""}), workflow_params='{"a": [[[1]]]}'),
+                          [Attachment(n, io.BytesIO(WORKFLOW)) for n in ("wf.cwl", "a", "b")],
+                          tmp_path / "ok", [], lambda url, dest: None, SMALL)
+    ok.discard()
+
+
+def test_json_nested_past_pythons_own_recursion_limit_is_a_400_not_a_crash(tmp_path):
+    deep = "[" * 5000 + "]" * 5000
+    with pytest.raises(BadRequest, match="nested deeper"):
+        parse_submission(_form(workflow_params=deep), [Attachment("wf.cwl", io.BytesIO(WORKFLOW))], tmp_path / "s", [],
+                         lambda url, dest: None)

@@ -76,7 +76,7 @@ def create_app(config: Optional[Config] = None) -> connexion.FlaskApp:
     flask_app = app.app
     flask_app.config["MAX_CONTENT_LENGTH"] = config.max_upload_bytes
     flask_app.config["MAX_FORM_MEMORY_SIZE"] = config.max_upload_bytes
-    flask_app.config["MAX_FORM_PARTS"] = 100_000
+    flask_app.config["MAX_FORM_PARTS"] = config.max_attachments + 100  # a backstop: wes/limits.py says it first
     backend = make_backend(config)
     flask_app.extensions[EXTENSION_KEY] = {"config": config, "backend": backend}
     auth.install(flask_app, config)

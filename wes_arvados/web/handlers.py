@@ -98,6 +98,7 @@ def run_workflow(*_args: Any, **_kwargs: Any) -> Dict[str, str]:
     submission = parse_submission(
         form, attachments, config.staging_dir / uuid.uuid4().hex, config.allowed_dirs,
         lambda url, dest: download_workflow_url(url, dest, config.fetch_max_bytes, config.fetch_timeout),
+        config.limits,
     )
     try:
         run_id = backend.submit(submission, credentials)

@@ -9,7 +9,6 @@ read to check its CWL version.  The backend then takes the staging directory ove
 from __future__ import annotations
 
 import hashlib
-import json
 import posixpath
 import shutil
 import uuid
@@ -21,6 +20,7 @@ from urllib.parse import unquote, urldefrag, urlparse
 import yaml
 
 from ..errors import BadRequest
+from .limits import Limits
 from .locations import inside, resolve_locations
 from .models import RunRequest
 
@@ -52,18 +52,9 @@ class Submission:
         shutil.rmtree(self.staging_dir, ignore_errors=True)
 
 
-def _json_field(form: Dict[str, str], name: str, default: Any) -> Any:
+def _object_field(form: Dict[str, str], name: str, limits: Limits) -> Dict[str, Any]:
     raw = form.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise BadRequest(f"{name} is not valid JSON: {exc}") from exc
-
-
-def _object_field(form: Dict[str, str], name: str) -> Dict[str, Any]:
-    value = _json_field(form, name, {})
+    value = {} if raw is None or raw.strip() == "" else limits.load_json(name, raw)
     if not isinstance(value, dict):
         raise BadRequest(f"{name} must be a JSON object, not {type(value).__name__}")
     return value
@@ -134,24 +125,28 @@ def parse_submission(
     staging_dir: Path,
     allowed_dirs: List[str],
     fetch: Callable[[str, Path], None],
+    limits: Limits = Limits(),
 ) -> Submission:
     """Check a RunWorkflow request and stage its files below `staging_dir`.
 
     `fetch(url, dest)` downloads an http(s) workflow_url with the server's
-    limits.  On any error nothing is left in `staging_dir`.
+    limits; `limits` bound the request's own parts.  On any error nothing is
+    left in `staging_dir`.
     """
+    limits.check_attachment_count(len(attachments))
     workflow_type = (form.get("workflow_type") or "").strip()
     workflow_type_version = (form.get("workflow_type_version") or "").strip()
     check_workflow_type(workflow_type, workflow_type_version)
     workflow_url = (form.get("workflow_url") or "").strip()
     if not workflow_url:
         raise BadRequest("workflow_url is required")
-    params = _object_field(form, "workflow_params")
-    tags = _object_field(form, "tags")
+    params = _object_field(form, "workflow_params", limits)
+    tags = _object_field(form, "tags", limits)
     bad_tags = [k for k, v in tags.items() if not isinstance(v, str)]
     if bad_tags:
         raise BadRequest(f"tags must map strings to strings; not so for: {', '.join(sorted(bad_tags))}")
-    engine_parameters = _object_field(form, "workflow_engine_parameters")
+    limits.check_tags(tags)
+    engine_parameters = _object_field(form, "workflow_engine_parameters", limits)
     names = [check_attachment_name(a.name) for a in attachments]
     request = RunRequest(
         workflow_params=params,
@@ -166,7 +161,7 @@ def parse_submission(
     staging_dir.mkdir(parents=True)
     submission = Submission(request=request, staging_dir=staging_dir, workflow="")
     try:
-        _stage_attachments(staging_dir, names, attachments)
+        _stage_attachments(staging_dir, names, attachments, limits)
         submission.workflow, document = _locate_workflow(workflow_url, staging_dir, names, allowed_dirs, fetch)
         version = read_cwl_version(document, repr(workflow_url))
         if _normalize_version(version) != _normalize_version(workflow_type_version):
@@ -180,7 +175,7 @@ def parse_submission(
     return submission
 
 
-def _stage_attachments(staging_dir: Path, names: List[str], attachments: List[Attachment]) -> None:
+def _stage_attachments(staging_dir: Path, names: List[str], attachments: List[Attachment], limits: Limits) -> None:
     """Write the attachments; a name sent twice must carry the same bytes both times.
 
     Clients such as toil-wes-cwl-runner attach a file once for the workflow and
@@ -190,10 +185,13 @@ def _stage_attachments(staging_dir: Path, names: List[str], attachments: List[At
     for name, attachment in zip(names, attachments):
         target = staging_dir / name if name not in digests else staging_dir / f".{uuid.uuid4().hex}.again"
         hasher = hashlib.sha256()
+        size = 0
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(target, "wb") as out:
                 for chunk in iter(lambda: attachment.stream.read(1024 * 1024), b""):
+                    size += len(chunk)
+                    limits.check_attachment_size(name, size)
                     hasher.update(chunk)
                     out.write(chunk)
         except (FileExistsError, NotADirectoryError, IsADirectoryError):
