@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "PREEMPTED"}
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# The fetch_allow the test servers get: every loopback address (`WesServer(env={"WES_ARVADOS_FETCH_ALLOW": ""})`
+# for the default, nothing).
+LOOPBACK = "127.0.0.0/8,::1"
 
 
 def require(condition: bool, reason: str) -> None:
@@ -78,7 +81,9 @@ class WesServer:
         """Start the server and wait until service-info answers."""
         cmd = [sys.executable, "-m", "wes_arvados", "serve", "--port", str(self.port), "--state-dir", str(self.state_dir),
                "--workers", str(self.workers), "--max-concurrent-runs", str(self.max_concurrent_runs), *self.extra_args]
-        env = dict(os.environ, WES_ARVADOS_VALIDATE_RESPONSES="true", **(self.env or {}))
+        # The tests' registries, token servers and workflow_urls are on loopback: allow-listed unless a test says.
+        env = dict(os.environ, WES_ARVADOS_VALIDATE_RESPONSES="true", WES_ARVADOS_FETCH_ALLOW=LOOPBACK)
+        env.update(self.env or {})
         env.pop("WES_ARVADOS_RESOLVED_CONFIG", None)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(cmd, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))

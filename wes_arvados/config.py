@@ -9,6 +9,7 @@ command-line flags.  Web workers receive the resolved object as JSON in
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any, Dict, Mapping, Optional
 import yaml
 
 from .errors import ConfigError
+from .fetch_guard import FetchGuard
 from .images.errors import ImageError
 from .images.policy import ImagePolicy
 from .images.registry import Credentials, RegistryOptions
@@ -145,6 +147,10 @@ class Config:
     # Limits on a workflow_url the server fetches over http(s).
     fetch_max_bytes: int = 64 * 1024 * 1024
     fetch_timeout: float = 30.0
+    # What the server may fetch from although it is not public (fetch_guard.py): workflow_url and dockerLoad
+    # URLs, registries' token realms and redirects. Networks or addresses (10.0.0.0/8, 127.0.0.1) and hosts
+    # (minio.internal, 127.0.0.1:8000); a cloud metadata address or name only when an entry names it alone.
+    fetch_allow: list = field(default_factory=list)
     # Server directories from which file:// and absolute workflow_url / input
     # locations may be used; empty means none.
     allowed_dirs: list = field(default_factory=list)
@@ -161,9 +167,19 @@ class Config:
     # Base URL clients use to reach the server when it is behind a proxy
     # (e.g. https://wes.example.org); empty means: as the request says.
     public_url: str = ""
-    # Bearer tokens: full access, and read-only access. None configured: no authentication.
+    # Authentication (wes_arvados/auth). None configured: off, every caller one user, allowed on loopback only.
+    # The operator's tokens: admins, who see every run; with full access, and read-only.
     auth_tokens: list = field(default_factory=list)
     auth_read_tokens: list = field(default_factory=list)
+    # A file of '<token or sha256:digest> <user> [admin|read]' lines: each user sees only their own runs.
+    auth_token_file: str = ""
+    # OIDC: JWTs from this issuer for this audience (RS256/ES256), keys from its JWKS (discovered if not given).
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""
+    oidc_user_claim: str = "sub"
+    # Users (of the token file or OIDC) who see and act on every run.
+    admin_users: list = field(default_factory=list)
     # Check every response against openapi/wes.yaml (the tests turn this on).
     validate_responses: bool = False
     images: ImagesConfig = field(default_factory=ImagesConfig)
@@ -182,10 +198,35 @@ class Config:
         if not 0 < self.port < 65536:
             raise ConfigError(f"port {self.port} is out of range")
         self.allowed_dirs = [str(Path(d).resolve()) for d in self.allowed_dirs]
+        self.fetch_allow = [str(entry).strip() for entry in self.fetch_allow if str(entry).strip()]
+        try:
+            FetchGuard(self.fetch_allow)
+        except ValueError as exc:
+            raise ConfigError(f"fetch_allow: {exc}") from None
         self.state_dir = str(Path(self.state_dir).expanduser().resolve())
+        for allowed in self.allowed_dirs:
+            # Runs' inputs may come from an allowed directory: holding the state directory, it would
+            # let a run read every other run's files (and the database).
+            if allowed == self.state_dir or self.state_dir.startswith(allowed.rstrip("/") + "/") \
+                    or allowed.startswith(self.state_dir + "/"):
+                raise ConfigError(f"allowed_dirs entry {allowed} overlaps the state directory {self.state_dir}; "
+                                  "runs could read each other's files through it")
         self.images.validate()
         if self.backend == "arvados" and not self.arvados.api_host:
             raise ConfigError("the arvados backend needs the API server: arvados.api_host or ARVADOS_API_HOST")
+        if bool(self.oidc_issuer) != bool(self.oidc_audience):
+            raise ConfigError("oidc_issuer and oidc_audience go together: a token is checked for both")
+        if self.auth_token_file:
+            from .auth.tokens import TokenFile
+
+            TokenFile(self.auth_token_file)  # read now: a missing or malformed file stops the start-up
+        if self.backend == "arvados" and self.auth_enabled:
+            raise ConfigError("the arvados backend authenticates callers with Arvados (they send their Arvados "
+                              "tokens): leave auth_tokens, auth_read_tokens, auth_token_file and oidc_issuer unset")
+        if self.backend == "local" and not self.auth_enabled and not is_loopback(self.host):
+            raise ConfigError(
+                f"authentication is off, so every caller would be one user, which is allowed on loopback only, "
+                f"not on {self.host}: configure auth_token_file, oidc_issuer or auth_tokens, or listen on 127.0.0.1")
         return self
 
     def child_env(self) -> Dict[str, str]:
@@ -205,12 +246,22 @@ class Config:
         return cls(**values)
 
     @property
+    def auth_enabled(self) -> bool:
+        """Whether callers must show a token (the Arvados backend's callers always do, to Arvados)."""
+        return bool(self.auth_tokens or self.auth_read_tokens or self.auth_token_file or self.oidc_issuer)
+
+    @property
     def limits(self) -> Limits:
         """What one RunWorkflow request may hold."""
         return Limits(attachments=self.max_attachments,
                       attachment_bytes=min(self.max_attachment_bytes or self.max_upload_bytes, self.max_upload_bytes),
                       json_bytes=self.max_json_bytes, json_depth=self.max_json_depth, tags=self.max_tags,
                       tag_chars=self.max_tag_length)
+
+    @property
+    def fetch_guard(self) -> FetchGuard:
+        """What checks every host the server fetches from (`fetch_allow`)."""
+        return FetchGuard(self.fetch_allow)
 
     @property
     def images_dir(self) -> Path:
@@ -236,6 +287,16 @@ class Config:
     def database_path(self) -> Path:
         """Path of the SQLite database of the local backend."""
         return Path(self.state_dir) / "wes.sqlite"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen address is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _coerce(name: str, value: Any, defaults: Any = None) -> Any:
@@ -331,7 +392,8 @@ def image_settings(config: Config) -> ImageSettings:
     images = config.images
     files = [Path(images.registry_config)] if images.registry_config else []
     registry = RegistryOptions(insecure_registries=list(images.insecure_registries),
-                               mirrors=parse_mirrors(images.mirrors), credentials=Credentials.from_files(files))
+                               mirrors=parse_mirrors(images.mirrors), credentials=Credentials.from_files(files),
+                               fetch_guard=config.fetch_guard)
     return ImageSettings(cache_dir=config.image_cache_dir, work_dir=config.images_dir / "work", registry=registry,
                          policy=ImagePolicy(list(images.allow), list(images.deny)), platform=images.platform,
                          jobs=int(images.pull_jobs), cache_max_bytes=images.cache_max_bytes)

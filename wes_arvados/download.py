@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Optional
 
+from .fetch_guard import FetchGuard
 from .http import Client, TransportError, read1, release
 
 CHUNK = 1 << 20
@@ -22,16 +24,17 @@ class DownloadError(Exception):
     """A URL could not be saved; the message names it (as the caller's `label` does) and says why."""
 
 
-def download(url: str, dest: Path, max_bytes: int, timeout: float, label: str) -> int:
+def download(url: str, dest: Path, max_bytes: int, timeout: float, label: str,
+             guard: Optional[FetchGuard] = None) -> int:
     """Save `url` to `dest` (following redirects); return its size in bytes.
 
     Raises `DownloadError` when the answer is not 200, the body passes `max_bytes`,
     the whole takes longer than `timeout` seconds (a silent connection, longer than
-    `STALL` seconds), or the connection fails; `dest` may then hold a part, which
-    the caller removes.
+    `STALL` seconds), the connection fails, or `guard` refuses a host on the way
+    (the URL's or a redirect's); `dest` may then hold a part, which the caller removes.
     """
     deadline = time.monotonic() + timeout
-    client = Client(timeout=min(timeout, STALL))
+    client = Client(timeout=min(timeout, STALL), guard=guard)
     try:
         response = client.request("GET", url, redirects=MAX_REDIRECTS)
         try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+
 
 class WesError(Exception):
     """Base of every error the server reports; carries its HTTP status code."""
@@ -51,6 +54,24 @@ class ServerError(WesError):
     """The server failed; the message is safe to show, details are in the log."""
 
     status_code = 500
+
+
+class InsufficientStorage(WesError):
+    """The server has no space left (a full disk or quota) to keep the request; it may be sent again later."""
+
+    status_code = 507
+
+
+# OSError numbers of a full disk or an exhausted quota; SQLite says the same with SQLITE_FULL.
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether `exc` is a write that failed because the disk (or a quota) is full."""
+    if isinstance(exc, OSError):
+        return exc.errno in NO_SPACE_ERRNOS
+    code = getattr(exc, "sqlite_errorcode", None) if isinstance(exc, sqlite3.Error) else None
+    return code is not None and code & 0xFF == sqlite3.SQLITE_FULL  # extended codes keep the primary in the low byte
 
 
 class ConfigError(Exception):

@@ -7,27 +7,35 @@ HTTP(S)_PROXY / NO_PROXY / ALL_PROXY give for the URL as Go's
 ``http.ProxyFromEnvironment`` reads them (loopback never proxied; only http://
 proxies; https through a CONNECT tunnel). Bodies are neither preloaded nor
 decoded (digests are of the bytes as sent) and urllib3 retries nothing: callers
-that retry do it in one place of their own.
+that retry do it in one place of their own. A `Client` with a guard (the server's
+fetches, `fetch_guard`) opens each connection only to an address the guard checked
+for its host, resolved once, and has each URL's host checked before a proxy gets it.
 
 Every failure is a `TransportError` saying in words what failed and where:
-`CannotConnect` before an answer began (with whether sending again may help),
-`BrokenConnection` after. `read_capped` reads a body whole within a limit.
+`CannotConnect` before an answer began (with whether sending again may help;
+`FetchRefused` when a guard refused the host), `BrokenConnection` after.
+`read_capped` reads a body whole within a limit.
 """
 
 from __future__ import annotations
 
 import re
+import socket
 import ssl
 import threading
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Type, Union, cast
 from urllib.parse import unquote, urljoin, urlsplit
 
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import ProxyError
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError, ProxyError
+from urllib3.util.connection import create_connection
 from urllib3.util.ssl_match_hostname import CertificateError
 
 from .proxies import proxy_for
+
+if TYPE_CHECKING:
+    from .fetch_guard import FetchGuard
 
 # Connections kept per origin: a pull downloads its layers in parallel.
 POOL_SIZE = 32
@@ -67,6 +75,13 @@ class CertificateRejected(CannotConnect):
         super().__init__(message, retryable=False)
 
 
+class FetchRefused(CannotConnect):
+    """A guarded client's host is, or resolves to, an address the server does not fetch from (`fetch_guard`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
 class BrokenConnection(TransportError):
     """An answer began and then broke off (reset, closed early, timed out)."""
 
@@ -85,13 +100,20 @@ def _proxy_name(proxy: str) -> str:
 
 
 class _Counted:
-    """Remembers whether a connection has carried an answer since it opened.
+    """Remembers whether a connection has carried an answer since it opened; connects where `guard` allows.
 
     A request that fails without an answer on such a connection most likely met an
     idle keep-alive connection the server had just closed: `Client` sends it once more.
     """
 
     carried = False
+    # Set on the classes of a guarded `pool_manager` (`fetch_guard`): connections go only to checked addresses.
+    guard: Optional["FetchGuard"] = None
+
+    def _new_conn(self) -> socket.socket:
+        if self.guard is None or getattr(self, "proxy", None) is not None:  # a proxy's: `_CheckedProxyManager`
+            return super()._new_conn()  # type: ignore[misc]
+        return _pinned_socket(cast(HTTPConnection, self), self.guard)
 
     def connect(self) -> None:
         self.carried = False
@@ -105,6 +127,29 @@ class _Counted:
             raise
         self.carried = True
         return response
+
+
+def _pinned_socket(conn: HTTPConnection, guard: "FetchGuard") -> socket.socket:
+    """A socket to one of the addresses `guard` checked for the connection's host, resolved once.
+
+    The connection keeps the name as its host: the Host header, SNI and certificate
+    verification use it, while the socket goes to an address that was checked (a
+    second DNS answer, as in DNS rebinding, is never asked for).
+    """
+    try:
+        addresses = guard.addresses(conn._dns_host, conn.port or 80)
+    except socket.gaierror as exc:
+        raise NameResolutionError(conn.host, conn, exc) from exc
+    error: Optional[OSError] = None
+    for address in addresses:
+        try:
+            return create_connection((address, conn.port or 80), conn.timeout, source_address=conn.source_address,
+                                     socket_options=conn.socket_options)
+        except OSError as exc:
+            error = exc
+    if isinstance(error, TimeoutError):
+        raise ConnectTimeoutError(conn, f"Connection to {conn.host} timed out. (connect timeout={conn.timeout})")
+    raise NewConnectionError(conn, f"Failed to establish a new connection: {error}") from error
 
 
 class _HTTPConnection(_Counted, HTTPConnection):
@@ -126,6 +171,33 @@ class _HTTPSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
+def _pool_classes(guard: Optional["FetchGuard"]) -> Dict[str, Type[urllib3.HTTPConnectionPool]]:
+    """The pool classes by scheme; with a `guard`, ones whose connections it checks and pins."""
+    if guard is None:
+        return {"http": _HTTPPool, "https": _HTTPSPool}
+    http = type("_GuardedHTTPConnection", (_HTTPConnection,), {"guard": guard})
+    https = type("_GuardedHTTPSConnection", (_HTTPSConnection,), {"guard": guard})
+    return {"http": type("_GuardedHTTPPool", (_HTTPPool,), {"ConnectionCls": http}),
+            "https": type("_GuardedHTTPSPool", (_HTTPSPool,), {"ConnectionCls": https})}
+
+
+class _CheckedProxyManager(urllib3.ProxyManager):
+    """A ProxyManager that has `guard` check each URL's host (each redirect's too) before the proxy gets it.
+
+    The proxy resolves and connects, so nothing is pinned: what the name resolves to
+    here is checked (`FetchGuard.check_proxied`).
+    """
+
+    guard: Optional["FetchGuard"] = None
+
+    def urlopen(self, method: str, url: str, redirect: bool = True,  # type: ignore[override]
+                **kw: Any) -> urllib3.BaseHTTPResponse:
+        if self.guard is not None:
+            parts = urlsplit(url)
+            self.guard.check_proxied(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+        return super().urlopen(method, url, redirect=redirect, **kw)
+
+
 def tls_context(ca_bundle: Optional[str] = None, insecure: bool = False) -> ssl.SSLContext:
     """TLS settings that verify servers with `ca_bundle` (a PEM file), else the system's CAs; none if `insecure`."""
     context = urllib3.util.create_urllib3_context(cert_reqs=ssl.CERT_NONE if insecure else ssl.CERT_REQUIRED)
@@ -139,13 +211,16 @@ def tls_context(ca_bundle: Optional[str] = None, insecure: bool = False) -> ssl.
 
 def pool_manager(proxy: Optional[str] = None, *, ssl_context: Optional[ssl.SSLContext] = None,
                  ca_bundle: Optional[str] = None, insecure: bool = False,
-                 timeout: Union[float, urllib3.Timeout] = TIMEOUT, maxsize: int = POOL_SIZE) -> urllib3.PoolManager:
+                 timeout: Union[float, urllib3.Timeout] = TIMEOUT, maxsize: int = POOL_SIZE,
+                 guard: Optional["FetchGuard"] = None) -> urllib3.PoolManager:
     """A PoolManager (a ProxyManager when `proxy` is given) configured as every request of this package wants.
 
     `maxsize` connections are kept per origin and more are opened when all are busy;
     nothing is retried and no redirect is followed unless a request asks. https is
     verified with `ssl_context` (a `tls_context`, its CAs loaded once) if given, else
-    with `ca_bundle` or the system's CAs loaded by urllib3 for each connection.
+    with `ca_bundle` or the system's CAs loaded by urllib3 for each connection. With a
+    `guard`, every host (redirects included) is checked, and connected to at an
+    address it checked.
     """
     if proxy is not None and urlsplit(proxy).scheme != "http":
         raise ProxyRefused(f"the proxy {_proxy_name(proxy)} (from HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) "
@@ -163,10 +238,11 @@ def pool_manager(proxy: Optional[str] = None, *, ssl_context: Optional[ssl.SSLCo
     else:
         parts = urlsplit(proxy)
         auth = f"{unquote(parts.username)}:{unquote(parts.password or '')}" if parts.username is not None else None
-        manager = urllib3.ProxyManager(f"http://{parts.netloc.rpartition('@')[2]}",
+        manager = _CheckedProxyManager(f"http://{parts.netloc.rpartition('@')[2]}",
                                        proxy_headers=urllib3.make_headers(proxy_basic_auth=auth) if auth else None,
                                        **settings)
-    manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        manager.guard = guard
+    manager.pool_classes_by_scheme = _pool_classes(guard)
     return manager
 
 
@@ -174,12 +250,14 @@ class Client:
     """Sends requests through a `pool_manager` per proxy the environment names (and one for none).
 
     Thread-safe. Answers come with their bodies unread: read them (`read1`,
-    `read_capped`) or `release` them to give the connection back.
+    `read_capped`) or `release` them to give the connection back. With a `guard`
+    (the server's fetches), hosts it refuses are `FetchRefused`.
     """
 
     def __init__(self, *, ca_bundle: Optional[str] = None, insecure: bool = False, timeout: float = TIMEOUT,
                  connect_timeout: Optional[float] = None, maxsize: int = POOL_SIZE,
-                 user_agent: Optional[str] = None) -> None:
+                 user_agent: Optional[str] = None, guard: Optional["FetchGuard"] = None) -> None:
+        self.guard = guard
         self.ca_bundle = ca_bundle
         self.insecure = insecure
         self.timeout = urllib3.Timeout(connect=connect_timeout or timeout, read=timeout)
@@ -204,7 +282,7 @@ class Client:
                         self._context = tls_context(self.ca_bundle, self.insecure)
                     context = self._context
                 manager = pool_manager(proxy, ssl_context=context, ca_bundle=self.ca_bundle, insecure=self.insecure,
-                                       timeout=self.timeout, maxsize=self.maxsize)
+                                       timeout=self.timeout, maxsize=self.maxsize, guard=self.guard)
                 self._managers[(proxy, scheme)] = manager
             return manager
 
@@ -230,6 +308,8 @@ class Client:
                     method, url, body=body, headers={**self.headers, **(headers or {})}, retries=retries,
                     redirect=redirects > 0, preload_content=False, decode_content=False,
                     timeout=self.timeout if timeout is None else urllib3.Timeout(connect=timeout, read=timeout))
+            except TransportError:
+                raise  # FetchRefused: a guarded connection refused its host
             except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
                 if attempt == 0 and any(getattr(cause, "stale", False) for cause in _causes(exc)):
                     continue

@@ -10,18 +10,55 @@ backend when scraped, not counted.
 
 Counters and histograms only: they sum correctly across processes, dead ones
 included, where a gauge would need a mode per metric.
+
+prometheus_client maps each process's files as sparse files; a page first written
+when the disk is full kills the process with SIGBUS. So each process allocates its
+files on disk before it counts anything (`reserve_files`), and one that finds no
+room counts in memory instead: its counts are missing from /metrics, nothing dies.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Callable, Dict, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector
-
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# What a process's file is given up front: prometheus_client's first size, which the few labels of a supervisor or
+# a pull never fill (it doubles a full file); a web worker, which counts by route and status, gets WORKER_BYTES.
+RESERVED_BYTES = 1 << 16
+WORKER_BYTES = 1 << 20
+_FILE_KINDS = ("counter", "histogram")  # the file of each metric type this server has
+
+
+def reserve_files(directory: str, pid: int, size: int = RESERVED_BYTES) -> bool:
+    """Allocate the files process `pid` counts into, so counting never needs new space; False if there is no room."""
+    created = []
+    try:
+        for kind in _FILE_KINDS:
+            path = os.path.join(directory, f"{kind}_{pid}.db")
+            if not os.path.exists(path):
+                created.append(path)
+            with open(path, "a+b") as fh:
+                os.posix_fallocate(fh.fileno(), 0, max(size, os.fstat(fh.fileno()).st_size))
+    except OSError:
+        for path in created:  # an empty file would break every scrape
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        return False
+    return True
+
+
+if os.environ.get(MULTIPROC_ENV) and not reserve_files(os.environ[MULTIPROC_ENV], os.getpid()) \
+        and "prometheus_client" not in sys.modules:
+    del os.environ[MULTIPROC_ENV]  # before prometheus_client reads it: count in memory rather than die of SIGBUS
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest  # noqa: E402
+from prometheus_client.core import GaugeMetricFamily, Metric  # noqa: E402
+from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 HTTP_REQUESTS = Counter("wes_arvados_http_requests_total",

@@ -23,7 +23,7 @@ from ..images.builder import ImageFactory, _marker, build_image, busybox_rootfs_
 from ..images.conftest import basic_registry, fault_proxy, image_factory, registry  # noqa: F401  (fixtures)
 from ..images.registry import Delay, FaultProxy, Registry
 from ..threaded import ThreadedServer
-from ..wes import WesClient, WesServer
+from ..wes import WesClient, WesServer, free_port
 from .double import ArvadosDouble
 from .test_double import (
     WORKFLOW,
@@ -423,3 +423,16 @@ def test_a_private_image_is_pulled_with_the_runs_own_registry_credentials_which_
     assert without["state"] == "SYSTEM_ERROR" and any("401" in line for line in without["system_logs"]), without
     assert password not in server.log_path.read_text(errors="replace")
     assert password not in json.dumps(arvados_double.records("container_requests", owner_uuid=owner["uuid"]))
+
+
+def test_readiness_is_the_api_servers_discovery_document_answering(server: WesServer, tmp_path: Path) -> None:
+    root = server.url.split("/ga4gh")[0]
+    for _ in range(3):  # probe after probe, on the one client the process keeps
+        assert requests.get(root + "/readyz", timeout=30).status_code == 200
+    dead = WesServer(tmp_path / "dead", extra_args=["--backend", "arvados"],
+                     env={"ARVADOS_API_HOST": f"127.0.0.1:{free_port()}", "ARVADOS_API_HOST_INSECURE": "1"}).start()
+    try:
+        answer = requests.get(dead.url.split("/ga4gh")[0] + "/readyz", timeout=30)
+    finally:
+        dead.stop()
+    assert answer.status_code == 503 and "the Arvados API server does not answer" in answer.text, answer.text

@@ -6,7 +6,8 @@ import base64
 import json
 from pathlib import Path
 
-from wes_arvados.client.registry_auth import registry_auth_header, workflow_registries
+from wes_arvados.client.dependencies import find
+from wes_arvados.client.registry_auth import registries_of, registry_auth_header
 from wes_arvados.images.registry.credentials import AuthConfig, parse_registry_auth
 
 WORKFLOW = """cwlVersion: v1.2
@@ -39,7 +40,7 @@ def _auth(user: str, password: str) -> dict:
 
 def test_the_registries_of_every_image_a_workflow_names_inherited_ones_included(tmp_path: Path) -> None:
     (tmp_path / "wf.cwl").write_text(WORKFLOW)
-    assert workflow_registries(str(tmp_path / "wf.cwl")) == ["docker.io", "registry.lan:5000"]
+    assert registries_of(find(tmp_path / "wf.cwl").images) == ["docker.io", "registry.lan:5000"]
 
 
 def test_only_the_registries_asked_for_get_credentials_from_auths_and_helpers(tmp_path: Path) -> None:

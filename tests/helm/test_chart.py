@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from wes_arvados.config import load_config
+from wes_arvados.errors import ConfigError
 
 from ..wes import ROOT, require
 
@@ -57,7 +58,7 @@ def test_the_chart_lints_and_every_rendered_object_validates(values: List[str]) 
         assert kinds == ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "PodDisruptionBudget",
                          "Service"]
     else:
-        assert kinds == ["ConfigMap", "Deployment", "PersistentVolumeClaim", "Service"]
+        assert kinds == ["ConfigMap", "Deployment", "PersistentVolumeClaim", "Secret", "Service"]
 
 
 def test_a_broken_object_fails_validation() -> None:
@@ -76,6 +77,7 @@ def test_a_broken_object_fails_validation() -> None:
     (["--set", "backend=slurm"], "value must be one of 'local', 'arvados'"),
     (["--set", "server.workers=0"], "minimum"),
     (["--set", "replicas=3"], "additional properties 'replicas' not allowed"),
+    (["--set", "auth.oidc.issuer=https://id.example.org"], "auth.oidc.issuer needs auth.oidc.audience"),
 ])
 def test_the_chart_refuses_what_cannot_work_with_a_clear_message(values: List[str], message: str) -> None:
     done = _helm("template", "wes", str(CHART), *values)
@@ -100,7 +102,19 @@ def test_the_pod_is_locked_down_and_its_config_is_one_the_server_accepts(values:
 
     config_file = tmp_path / "config.yaml"
     config_file.write_text(_kind(objects, "ConfigMap")["data"]["config.yaml"])
-    config = load_config(str(config_file), environ={"ARVADOS_API_HOST": ""})
+    host = container["args"][container["args"].index("--host") + 1]
+    environ = {"ARVADOS_API_HOST": ""}
+    if not values:
+        # The server listens beyond loopback, so it needs authentication: the operator token the chart made.
+        with pytest.raises(ConfigError, match="authentication is off"):
+            load_config(str(config_file), {"host": host}, environ=environ)
+        secret = _kind(objects, "Secret")
+        token = base64.b64decode(secret["data"]["tokens"]).decode()
+        assert len(token) >= 40 and secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+        assert env["WES_ARVADOS_AUTH_TOKENS"] == {"name": secret["metadata"]["name"], "key": "tokens"}
+        environ["WES_ARVADOS_AUTH_TOKENS"] = token
+    config = load_config(str(config_file), {"host": host}, environ=environ)
     assert config.state_dir == "/var/lib/wes-arvados" and config.log_format == "json"
     if values:
         assert (config.backend, config.arvados.api_host) == ("arvados", "zzzzz.arvadosapi.com")
@@ -117,7 +131,7 @@ def test_registry_credentials_given_as_a_file_become_a_secret_mounted_read_only(
     config_json = '{"auths": {"registry.example.org": {"auth": "dXNlcjpwYXNz"}}}'
     (tmp_path / "config.json").write_text(config_json)
     objects = _render("--set-file", f"registryCredentials.dockerConfigJson={tmp_path / 'config.json'}")
-    secret = _kind(objects, "Secret")
+    secret = next(o for o in objects if o["kind"] == "Secret" and "config.json" in o["data"])
     assert base64.b64decode(secret["data"]["config.json"]).decode() == config_json
     container = _kind(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     mount = next(m for m in container["volumeMounts"] if m["name"] == "registry")
@@ -142,3 +156,24 @@ def test_the_readme_describes_every_value_of_the_schema() -> None:
 
     missing = [name for name in names(schema["properties"]) if f"``{name}``" not in readme]
     assert missing == []
+
+
+def test_users_from_a_token_file_secret_or_an_oidc_issuer_replace_the_made_operator_token(tmp_path: Path) -> None:
+    objects = _render("--set", "auth.tokenFileSecret=wes-users", "--set", "auth.adminUsers={alice}")
+    assert not [o for o in objects if o["kind"] == "Secret"]
+    pod = _kind(objects, "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert not [e for e in container["env"] if e["name"].startswith("WES_ARVADOS_AUTH")]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "auth-tokens")
+    volume = next(v for v in pod["volumes"] if v["name"] == "auth-tokens")
+    assert mount["readOnly"] is True and volume["secret"]["secretName"] == "wes-users"
+    config = yaml.safe_load(_kind(objects, "ConfigMap")["data"]["config.yaml"])
+    assert config["auth_token_file"] == mount["mountPath"] + "/" + volume["secret"]["items"][0]["path"]
+    assert config["admin_users"] == ["alice"]
+
+    objects = _render("--set", "auth.oidc.issuer=https://id.example.org", "--set", "auth.oidc.audience=wes")
+    assert not [o for o in objects if o["kind"] == "Secret"]
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(_kind(objects, "ConfigMap")["data"]["config.yaml"])
+    config = load_config(str(config_file), {"host": "0.0.0.0"}, environ={})
+    assert (config.oidc_issuer, config.oidc_audience, config.oidc_user_claim) == ("https://id.example.org", "wes", "sub")

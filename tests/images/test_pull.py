@@ -22,7 +22,7 @@ from wes_arvados.images.reference import parse_normalized_named
 from wes_arvados.images.strategy import Compressed, OciLayout, Strategy, Uncompressed
 
 from ..wes import ROOT, require
-from .builder import Image, ImageFactory, Index, push
+from .builder import Image, ImageFactory, Index, RegistryClient, push
 from .docker import DockerDaemon
 from .registry import FaultProxy, FlipByte, Registry, Reset
 
@@ -391,6 +391,28 @@ def test_a_flipped_byte_fails_the_pull_and_leaves_no_output_and_no_entry(
     _, out = pull_into(tmp_path, f"{fault_proxy.host}/{repo}:1", layers=layers)
     check_docker_archive(out, image, [f"{fault_proxy.host}/{repo}:1"], compressed=layers == "compressed")
     assert [fault_proxy.blob_gets(lay.digest) for lay in image.layers] == [0, 0, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("delta", [-1, -200, 1], ids=["one-byte-larger", "much-larger", "smaller"])
+def test_a_manifest_of_another_size_than_its_index_says_fails_the_pull_and_stores_nothing(
+        delta: int, registry: Registry, repo: str, tmp_path: Path, image_factory: ImageFactory) -> None:
+    index = image_factory.index()
+    amd64 = index.image_for("linux/amd64")
+    body = json.loads(index.data)
+    for descriptor in body["manifests"]:
+        if descriptor["digest"] == amd64.digest:
+            descriptor["size"] = len(amd64.manifest) + delta  # the digest is true, the size lies
+    lying = json.dumps(body).encode()
+    push(registry, repo, None, index)  # the manifests and blobs
+    RegistryClient(registry.url).put_manifest(repo, "1", lying, index.media_type)
+    with pytest.raises(DigestMismatch) as caught:
+        pull_into(tmp_path, f"{registry.host}/{repo}:1")
+    message = str(caught.value)
+    assert amd64.digest in message and f"({len(amd64.manifest) + delta} bytes)" in message
+    assert ("larger than its descriptor says" in message) == (delta < 0)
+    assert sorted(os.listdir(tmp_path)) == ["cache"]  # no output, no temporary file beside it
+    entries = [p.name for p in (tmp_path / "cache").rglob("sha256/*")]
+    assert entries == []  # neither the index, nor the manifest, nor a blob
 
 
 # ---- decompression ----------------------------------------------------------------------------

@@ -18,18 +18,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Sequence
+from typing import Any, Dict, Iterator, List
 
-import psutil
 import pytest
 import requests
 
 from ..conformance.suite import PEERS_BIN, TOIL_WES_RUNNER
+from ..leaks import grep_tree, process_texts
 from ..threaded import ThreadedServer
+from ..processes import kill_process_tree
+from ..tmpfs import fill, tmpfs
 from ..wes import WesClient, WesServer, require, sample, scrape
 from .builder import ImageFactory, build_image, busybox_rootfs_layer, layer, push
 from .docker import DockerDaemon
-from .registry import Delay, FaultProxy, Registry, Status
+from .registry import Delay, FaultProxy, Registry, Reset, Status
 from .tokenserver import TokenServer
 
 TOOL = """\
@@ -278,6 +280,98 @@ def test_a_registry_refusing_with_429_fails_the_run_after_the_retries(
     assert len([r for r in fault_proxy.requests if "/manifests/" in r.path]) >= 5
 
 
+def test_transient_registry_faults_during_a_run_are_survived_and_the_run_completes(
+        server: WesServer, registry: Registry, repo: str, fault_proxy: FaultProxy, docker_daemon: DockerDaemon,
+        tmp_path: Path, image_factory: ImageFactory) -> None:
+    image = _pushed(fault_proxy, repo, docker_daemon, image_factory)
+    fault_proxy.clear()
+    rules = [fault_proxy.add_rule("/manifests/", Status(503), times=1, method="GET"),
+             fault_proxy.add_rule("/blobs/sha256:", Reset(after_bytes=10), times=1, method="GET"),
+             fault_proxy.add_rule("/blobs/sha256:", Status(429, retry_after="0"), times=1, method="GET")]
+    client = WesClient(server.url)
+    log = client.wait(client.run(_tool(tmp_path, image)))
+    assert log["state"] == "COMPLETE", _lines(log)
+    assert requests.get(log["outputs"]["out"]["location"], timeout=30).text == "docker-schema2\nfrom-the-image\n"
+    assert all(rule.spent for rule in rules), rules
+
+
+def _partial_cache_entries(cache: Path, work: Path) -> List[str]:
+    """What a pull left half-done: temporary entries, archives being written or held, work files."""
+    left = [p for p in (cache / "tmp").iterdir()] + [p for p in (cache / "held").glob("*")]
+    left += [p for p in work.iterdir()] if work.exists() else []
+    return [str(p) for p in left]
+
+
+def test_a_layer_the_registry_never_serves_ends_the_run_system_error_and_leaves_nothing_partial(
+        server: WesServer, registry: Registry, repo: str, fault_proxy: FaultProxy, docker_daemon: DockerDaemon,
+        tmp_path: Path, image_factory: ImageFactory) -> None:
+    image = _pushed(fault_proxy, repo, docker_daemon, image_factory)
+    fault_proxy.clear()
+    layer = image_factory.docker_schema2().layers[-1].digest
+    # Some bytes of the layer arrive, then the registry answers 503 for it whatever the retries.
+    fault_proxy.add_rule(f"/blobs/{layer}", Reset(after_bytes=10), times=1, method="GET")
+    fault_proxy.add_rule(f"/blobs/{layer}", Status(503, retry_after="0"), times=None, method="GET")
+    client = WesClient(server.url)
+    log = client.wait(client.run(_tool(tmp_path, image)))
+    _fails_before_the_engine(log, f"image {image}", "503")
+    assert fault_proxy.blob_gets(layer) >= 3, fault_proxy.requests  # retried before giving up
+    cache = server.state_dir / "images" / "cache"
+    assert not (cache / "blobs" / "sha256" / layer.split(":")[1]).exists()
+    assert _partial_cache_entries(cache, server.state_dir / "images" / "work") == []
+    assert docker_daemon.docker("image", "inspect", image, check=False).returncode != 0
+
+
+def test_an_image_pull_out_of_space_fails_leaves_nothing_partial_and_succeeds_once_space_returns(
+        tmp_path: Path, registry: Registry, repo: str, docker_daemon: DockerDaemon,
+        image_factory: ImageFactory) -> None:
+    image = _pushed(registry, repo, docker_daemon, image_factory)
+    with tmpfs(tmp_path / "disk", "64m") as disk:
+        wes = WesServer(disk / "state", env={"DOCKER_HOST": docker_daemon.host}).start()
+        try:
+            # Room for the pull's record, its manifest and config, and half its layers.
+            filler = fill(disk, leave=sum(layer.size for layer in image_factory.docker_schema2().layers) // 2)
+            pull = _wait_pull(wes.url, _ask_pull(wes.url, image))
+            assert pull["state"] == "SYSTEM_ERROR" and "No space left on device" in pull["error"], pull
+            cache, work = disk / "state" / "images" / "cache", disk / "state" / "images" / "work"
+            assert _partial_cache_entries(cache, work) == []
+            filler.unlink()
+            pull = _wait_pull(wes.url, _ask_pull(wes.url, image))
+            assert pull["state"] == "COMPLETE", pull
+            assert _partial_cache_entries(cache, work) == []
+        finally:
+            wes.stop()
+
+
+def test_an_archive_left_by_a_pull_killed_with_the_server_is_removed_by_the_next_pull(
+        tmp_path: Path, repo: str, fault_proxy: FaultProxy, docker_daemon: DockerDaemon,
+        image_factory: ImageFactory) -> None:
+    image = _pushed(fault_proxy, repo, docker_daemon, image_factory)
+    fault_proxy.clear()
+    layer = image_factory.docker_schema2().layers[-1].digest
+    fault_proxy.add_rule(f"/blobs/{layer}", Delay(60, after_bytes=10), method="GET")  # the archive is half written
+    wes = _server(tmp_path, docker_daemon)
+    work = wes.state_dir / "images" / "work"
+    try:
+        pull_id = _ask_pull(wes.url, image)
+        deadline = time.monotonic() + 60
+        while not list(work.glob("*.tar")):
+            assert time.monotonic() < deadline, _wait_pull(wes.url, pull_id, timeout=0)
+            time.sleep(0.05)
+    finally:
+        assert wes.proc is not None
+        kill_process_tree(wes.proc.pid)
+    left = list(work.glob("*.tar"))
+    assert left, "the killed pull's archive should be there to clean up"
+    fault_proxy.clear()
+    wes = _server(tmp_path, docker_daemon)
+    try:
+        assert _wait_pull(wes.url, _ask_pull(wes.url, image))["state"] == "COMPLETE"
+        assert [p for p in left if p.exists()] == []
+        assert list(work.iterdir()) == []
+    finally:
+        wes.stop()
+
+
 def test_an_image_the_policy_denies_fails_the_run_before_the_engine(
         tmp_path: Path, registry: Registry, repo: str, docker_daemon: DockerDaemon) -> None:
     image = f"{registry.host}/{repo}:1"
@@ -414,19 +508,6 @@ def test_the_pull_command_can_have_a_running_server_import_the_image(
     assert password not in wes.log_path.read_text(errors="replace")
 
 
-def _grep_tree(root: Path, needle: bytes) -> List[str]:
-    """Files under `root` whose bytes contain `needle`."""
-    found = []
-    for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            try:
-                if needle in path.read_bytes():
-                    found.append(str(path))
-            except OSError:
-                pass
-    return found
-
-
 def test_a_run_with_x_registry_auth_pulls_a_private_image_and_stores_no_secret(
         server: WesServer, tmp_path: Path, basic_registry: Registry, repo: str, docker_daemon: DockerDaemon,
         image_factory: ImageFactory) -> None:
@@ -446,7 +527,7 @@ def test_a_run_with_x_registry_auth_pulls_a_private_image_and_stores_no_secret(
     _fails_before_the_engine(other, f"image {image}", "401")
     bad = client.submit(tool, headers={"X-Registry-Auth": "%%% not base64"})
     assert bad.status_code == 400 and "X-Registry-Auth" in bad.json()["msg"]
-    assert _grep_tree(server.state_dir, password.encode()) == []
+    assert grep_tree(server.state_dir, password.encode()) == []
     assert password not in server.log_path.read_text(errors="replace")
 
 
@@ -463,23 +544,6 @@ outputs:
     type: stdout
 stdout: out.txt
 """
-
-
-def _process_texts(but: Sequence[int]) -> List[bytes]:
-    """The command line and environment of every process on the machine but these (those that can be read).
-
-    The server's run supervisors and engines leave its process tree (new sessions), so all are read.
-    """
-    texts: List[bytes] = []
-    for process in psutil.process_iter():
-        if process.pid in but:
-            continue
-        for name in ("cmdline", "environ"):
-            try:
-                texts.append(Path(f"/proc/{process.pid}/{name}").read_bytes())
-            except OSError:
-                pass
-    return texts
 
 
 def test_wes_arvados_run_with_registry_config_runs_a_private_image_from_a_token_registry(
@@ -513,7 +577,7 @@ def test_wes_arvados_run_with_registry_config_runs_a_private_image_from_a_token_
                               stderr=subprocess.PIPE, text=True)
     seen: List[bytes] = []
     while client.poll() is None:  # what every process but the client and this test was started with
-        seen += _process_texts(but=(os.getpid(), client.pid))
+        seen += process_texts(but=(os.getpid(), client.pid))
         time.sleep(0.1)
     out, err = client.communicate()
     assert client.returncode == 0, err
@@ -525,7 +589,7 @@ def test_wes_arvados_run_with_registry_config_runs_a_private_image_from_a_token_
     assert any(str(server.state_dir).encode() in text for text in seen)  # the server's processes were read
     for secret in (password, basic, "unrelated-secret", unrelated):
         assert not [text for text in seen if secret.encode() in text], secret
-        assert _grep_tree(server.state_dir, secret.encode()) == [], secret
+        assert grep_tree(server.state_dir, secret.encode()) == [], secret
         assert secret not in server.log_path.read_text(errors="replace"), secret
     # For that run only: the same workflow without the config cannot have the image.
     _forget(docker_daemon, image)
@@ -659,7 +723,9 @@ def test_health_readiness_and_metrics_of_a_server_with_two_web_workers(
                       status="404") == 1
         assert sample(after_run, "wes_arvados_http_request_duration_seconds_count", route=runs, method="GET") == 20
         # Both web workers counted (each into files of its own), and /metrics added them up.
-        counted_by = {path.stem.rsplit("_", 1)[-1] for path in (server.state_dir / "metrics").glob("counter_*.db")}
+        # (Every process has its files from the start, allocated: the workers' are those holding HTTP counts.)
+        counted_by = {path.stem.rsplit("_", 1)[-1] for path in (server.state_dir / "metrics").glob("counter_*.db")
+                      if b"wes_arvados_http_requests_total" in path.read_bytes()}
         assert len(counted_by) >= 2, counted_by
 
         # Not ready while the run database cannot be written (its write lock held here); ready again after.

@@ -128,3 +128,34 @@ def test_sigterm_stops_the_server_cleanly(tmp_path: Path):
     gone, alive = psutil.wait_procs(children, timeout=20)
     assert not alive, f"left running: {[p.pid for p in alive]}"
     assert _port_free(server.port)
+
+
+def _spares(server: WesServer) -> list:
+    assert server.proc is not None
+    return [p for p in psutil.Process(server.proc.pid).children(recursive=True)
+            if "--spare" in p.cmdline() and "wes_arvados.local.supervisor" in p.cmdline()]
+
+
+def test_a_run_goes_to_a_spare_supervisor_that_waited_with_cwltool_loaded_and_spares_end_with_the_server(
+        tmp_path: Path):
+    server = WesServer(tmp_path / "state").start()
+    try:
+        deadline = time.monotonic() + 30
+        while not _spares(server) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (spare,) = _spares(server)
+        client = WesClient(server.url)
+        run_id = client.run(DATA / "hello.cwl", {"name": "spare"})
+        assert client.wait(run_id)["state"] == "COMPLETE"
+        with sqlite3.connect(server.state_dir / "wes.sqlite") as db:
+            (supervisor,) = db.execute("SELECT supervisor_pid FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        assert supervisor == spare.pid  # the run did not wait for a supervisor to start
+        while not [p for p in _spares(server) if p.pid != spare.pid] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (next_spare,) = [p for p in _spares(server) if p.pid != spare.pid]  # and another waits for the next run
+        assert next_spare.pid != spare.pid
+    finally:
+        assert server.stop() == 0
+        server.kill_runs()
+    next_spare.wait(timeout=30)  # a spare ends with its scheduler (psutil.TimeoutExpired if not)
+    assert not next_spare.is_running()

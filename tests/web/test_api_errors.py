@@ -139,6 +139,10 @@ def test_the_request_limits_answer_413_and_400_through_the_server_and_store_noth
 def test_bad_paging_arguments_are_400(client):
     _assert_error(client.get("/runs", params={"page_token": "garbage!"}), 400, "page_token")
     _assert_error(client.get("/runs", params={"page_size": 0}), 400, "page_size")
+    _assert_error(client.get("/runs", params={"page_size": 1001}), 400, "page_size")
+    _assert_error(client.get("/runs", params={"page_size": 1001}), 400, "maximum of 1000")
+    _assert_error(client.get("/runs/x/tasks", params={"page_size": 10**9}), 400, "maximum of 1000")
+    assert client.get("/runs", params={"page_size": 1000}).status_code == 200
     _assert_error(client.get("/runs", params={"state": "SLEEPING"}), 400, "SLEEPING")
     _assert_error(client.get("/runs", params={"tag": "novalue"}), 400, "key:value")
 

@@ -6,6 +6,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
+from wes_arvados.errors import BadRequest
+from wes_arvados.wes.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, page_size
+
 from ..wes import DATA, WesClient, WesServer
 
 TOTAL = 1000
@@ -66,3 +71,11 @@ def test_walking_1000_runs_by_7_returns_each_once_while_runs_arrive(tmp_path: Pa
     finally:
         server.stop()
         server.kill_runs()
+
+
+def test_page_size_out_of_range_is_refused_naming_the_limit_not_clamped():
+    assert page_size(None) == DEFAULT_PAGE_SIZE
+    assert page_size(1) == 1 and page_size(MAX_PAGE_SIZE) == MAX_PAGE_SIZE
+    for wrong in (0, -1, MAX_PAGE_SIZE + 1, 10**12):
+        with pytest.raises(BadRequest, match=f"page_size {wrong} is out of range: this server takes 1 to {MAX_PAGE_SIZE}"):
+            page_size(wrong)

@@ -24,6 +24,7 @@ from ..images.stores.base import StoredImage
 from ..images.stores.keep import KeepImageStore
 from ..timestamps import utcnow
 from ..wes.backend import Backend
+from ..wes.caller import Caller
 from ..wes.models import (
     Content,
     ImagePull,
@@ -64,9 +65,9 @@ class ArvadosBackend(Backend):
         self.token = token
         self._client: Any = None
 
-    def for_caller(self, token: Optional[str]) -> "ArvadosBackend":
-        """This backend acting as the owner of `token` (checked by Arvados on the first call)."""
-        return ArvadosBackend(self.config, token)
+    def for_caller(self, caller: Caller) -> "ArvadosBackend":
+        """This backend acting with the caller's token: Arvados checks it, and its permissions decide."""
+        return ArvadosBackend(self.config, caller.token)
 
     @property
     def api(self) -> Any:
@@ -106,17 +107,14 @@ class ArvadosBackend(Backend):
 
     def ready(self) -> None:
         """Ready when the API server serves its discovery document within 5 s (no token needed)."""
-        from ..http import Client, TransportError, read_capped
+        from ..http import TransportError, read_capped
 
         url = f"https://{self.config.arvados.api_host}/discovery/v1/apis/arvados/v1/rest"
-        client = Client(insecure=self.config.arvados.api_host_insecure, timeout=READY_SECONDS)
         try:
-            response = client.request("GET", url)
+            response = self._http().request("GET", url, timeout=READY_SECONDS)
             read_capped(response, DISCOVERY_MAX, "the discovery document")
         except TransportError as exc:
             raise ServerError(f"the Arvados API server does not answer: {exc}") from None
-        finally:
-            client.close()
         if response.status != 200:
             raise ServerError(f"the Arvados API server answered {response.status} for {url}")
 

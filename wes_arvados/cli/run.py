@@ -26,7 +26,7 @@ from ..client.dependencies import DependencyError, find
 from ..client.follow import Interrupted, follow
 from ..client.multipart import MultipartBody
 from ..client.outputs import download_outputs
-from ..client.registry_auth import registry_auth_header, workflow_registries
+from ..client.registry_auth import registries_of, registry_auth_header
 from ..client.session import ClientError, WesSession
 from ..images.errors import ImageError
 from ..images.progress import human_size
@@ -148,7 +148,7 @@ def _submit(session: WesSession, args: argparse.Namespace, say: Callable[[str], 
         files=[("workflow_attachment", a.name, a.path) for a in needs.attachments])
     auth = None
     if args.registry_config:
-        registries = workflow_registries(args.workflow)
+        registries = registries_of(needs.images)
         auth, covered = registry_auth_header(registries, args.registry_config)
         say(f"registry credentials for {', '.join(covered)} go with this run" if covered else
             f"--registry-config has no credentials for {', '.join(registries) or 'the workflow, which names no image'}")

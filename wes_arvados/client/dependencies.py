@@ -19,10 +19,13 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 from urllib.parse import unquote, urljoin, urlsplit
 
 from ..errors import BadRequest
+
+if TYPE_CHECKING:  # cwltool is loaded only when a workflow is read, not for --help
+    from ..images.cwl import ImageNeed
 
 
 class DependencyError(BadRequest):
@@ -44,6 +47,7 @@ class Dependencies:
     workflow: str
     job: Dict[str, Any]
     attachments: List[Attachment] = field(default_factory=list)
+    images: List[ImageNeed] = field(default_factory=list)  # what its DockerRequirements name
 
 
 def _local_path(location: str) -> Optional[Path]:
@@ -69,21 +73,24 @@ def _recording_fetcher(read: Set[Path]) -> Any:
     return Recording
 
 
-def documents_and_job(workflow: Path, fragment: str, job: Dict[str, Any]) -> Tuple[Set[Path], Dict[str, Any]]:
-    """The local files cwltool reads or its documents name (a requirement's listing, a default), and `job`
-    as it binds it (file:// locations)."""
+def documents_and_job(workflow: Path, fragment: str,
+                      job: Dict[str, Any]) -> Tuple[Set[Path], Dict[str, Any], List[ImageNeed]]:
+    """The local files cwltool reads or its documents name (a requirement's listing, a default), `job`
+    as it binds it (file:// locations), and the images the workflow names."""
     from cwltool.context import LoadingContext, RuntimeContext
     from cwltool.load_tool import load_tool
     from cwltool.workflow import default_make_tool
 
-    from ..images.cwl import quiet_cwltool
+    from ..images.cwl import images_in, quiet_cwltool
 
     read: Set[Path] = set()
     loading = LoadingContext({"fetcher_constructor": _recording_fetcher(read), "do_update": True,
                               "construct_tool_object": default_make_tool, "disable_js_validation": True})
     try:
         with quiet_cwltool():
-            tool = load_tool(workflow.resolve().as_uri() + (f"#{fragment}" if fragment else ""), loading)
+            uri = workflow.resolve().as_uri() + (f"#{fragment}" if fragment else "")
+            tool = load_tool(uri, loading)
+            images = images_in(tool, uri)
             named = _named_by_documents(tool.doc_loader.idx if tool.doc_loader is not None else {})
             namespaces: Dict[str, str] = {**dict(tool.metadata.get("$namespaces") or {}),  # type: ignore[arg-type]
                                           **(job.get("$namespaces") or {})}
@@ -93,12 +100,12 @@ def documents_and_job(workflow: Path, fragment: str, job: Dict[str, Any]) -> Tup
             except Exception as exc:
                 if javascript_engine() or not _for_want_of_javascript(exc):
                     raise
-                return read | named, bind_without_expressions(tool.tool["inputs"], given)
+                return read | named, bind_without_expressions(tool.tool["inputs"], given), images
     except DependencyError:
         raise
     except Exception as exc:  # cwltool raises many kinds; the user needs the message
         raise DependencyError(f"{workflow}: {' '.join(str(exc).split())}") from None
-    return read | named, dict(builder.job)
+    return read | named, dict(builder.job), images
 
 
 def javascript_engine() -> Optional[str]:
@@ -279,7 +286,7 @@ def find(workflow: Path, job: Optional[Dict[str, Any]] = None, job_dir: Optional
         text, fragment = text.split("#", 1)
     workflow = Path(text).resolve()
     given = _absolute_job(job or {}, (job_dir or Path.cwd()).resolve())
-    documents, bound = documents_and_job(workflow, fragment, given)
+    documents, bound, images = documents_and_job(workflow, fragment, given)
     documents.add(workflow)
     files = documents | _inputs(given) | _inputs(bound)
     missing = sorted(str(p) for p in files if not p.is_file())
@@ -288,4 +295,5 @@ def find(workflow: Path, job: Optional[Dict[str, Any]] = None, job_dir: Optional
     base = Path(os.path.commonpath([str(p.parent) for p in files]))
     names = {path: path.relative_to(base).as_posix() for path in files}
     attachments = sorted((Attachment(name, path) for path, name in names.items()), key=lambda a: a.name)
-    return Dependencies(names[workflow] + (f"#{fragment}" if fragment else ""), _relative_job(given, names), attachments)
+    return Dependencies(names[workflow] + (f"#{fragment}" if fragment else ""), _relative_job(given, names), attachments,
+                        images)

@@ -10,11 +10,14 @@ user's secrets than its pulls use.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Tuple
 
 from ..images.errors import InvalidReference
 from ..images.reference import parse_normalized_named
 from ..images.registry.credentials import AuthConfig, Credentials, encode_registry_auth
+
+if TYPE_CHECKING:  # cwltool, which images.cwl imports, is loaded only when a run is sent, not for --help
+    from ..images.cwl import ImageNeed
 
 
 def registry_auth_header(registries: Iterable[str], config_files: List[str]) -> Tuple[Optional[str], List[str]]:
@@ -30,12 +33,10 @@ def registry_auth_header(registries: Iterable[str], config_files: List[str]) -> 
     return (encode_registry_auth(found) if found else None), sorted(found)
 
 
-def workflow_registries(workflow: str) -> List[str]:
-    """The registries the images of `workflow` (a path, optionally with #fragment) are pulled from."""
-    from ..images.cwl import find_images  # cwltool: loaded only when a run sends credentials, not for --help
-
+def registries_of(images: Iterable[ImageNeed]) -> List[str]:
+    """The registries `images` (as `client.dependencies.find` or `images.cwl.find_images` found them) come from."""
     registries = set()
-    for need in find_images(workflow):
+    for need in images:
         if need.image and need.source in ("pull", "id"):
             try:
                 registries.add(parse_normalized_named(need.image).registry)

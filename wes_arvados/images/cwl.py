@@ -36,7 +36,7 @@ from schema_salad.ref_resolver import file_uri
 
 from .errors import ImageError
 
-__all__ = ["ImageNeed", "WorkflowLoadError", "find_images", "image_of"]
+__all__ = ["ImageNeed", "WorkflowLoadError", "find_images", "image_of", "images_in"]
 
 DOCKER_REQUIREMENT = "DockerRequirement"
 PULL = "pull"
@@ -82,7 +82,11 @@ def find_images(workflow: str, default_container: Optional[str] = None) -> List[
     --default-container. Raises WorkflowLoadError when cwltool cannot load it.
     """
     uri = _document_uri(workflow)
-    root = _load(uri, workflow)
+    return images_in(_load(uri, workflow), uri, default_container)
+
+
+def images_in(root: Process, uri: str, default_container: Optional[str] = None) -> List[ImageNeed]:
+    """What `find_images` finds, in a process tree cwltool has already loaded from `uri`."""
     top_file = urllib.parse.urldefrag(uri)[0]
     needs: Dict[Tuple[str, str, str], ImageNeed] = {}
     for process, name, chain in _walk(root, _short_name(root.tool["id"], top_file), top_file):

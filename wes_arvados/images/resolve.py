@@ -9,10 +9,10 @@ platform (default linux/amd64).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 from .cache import BlobCache
-from .errors import AuthError, ManifestError, NotFoundError, RegistryError
+from .errors import AuthError, DigestMismatch, ManifestError, NotFoundError, RegistryError
 from .manifest import (
     DEFAULT_PLATFORM,
     Index,
@@ -35,20 +35,26 @@ class ResolvedImage:
     index_digest: Optional[str] = None
 
 
-def _fetch_manifest(repo: Repository, cache: BlobCache, identifier: str,
-                    digest: Optional[str]) -> Union[Manifest, Index]:
+def _fetch_manifest(repo: Repository, cache: BlobCache, identifier: str, digest: Optional[str],
+                    size: Optional[int] = None) -> Tuple[Union[Manifest, Index], bool]:
+    """A manifest or index by digest from the cache, else verified from the registry; and whether it was cached.
+
+    `size` is what an index's descriptor says: a manifest of another size is refused.
+    """
     if digest is not None:
         raw = cache.read(digest)
         if raw is not None:
-            return parse_manifest(raw, "", digest)
+            if size is not None and len(raw) != size:
+                raise DigestMismatch(f"manifest {digest} (not the size its descriptor says)",
+                                     f"{digest} ({size} bytes)", f"{len(raw)} bytes")
+            return parse_manifest(raw, "", digest), True
     verified = getattr(repo, "get_manifest_verified", None)
     if verified is not None:
-        parsed = verified(identifier, digest)
+        parsed = verified(identifier, digest) if size is None else verified(identifier, digest, size)
     else:  # a registry client without it: check the digest here
         raw, content_type = repo.get_manifest(identifier)
         parsed = parse_manifest(raw, content_type, digest)
-    cache.put(parsed.digest, parsed.raw)
-    return parsed
+    return parsed, False
 
 
 def _head_digest(repo: Repository, identifier: str) -> Optional[str]:
@@ -68,13 +74,20 @@ def resolve(repo: Repository, ref: Reference, cache: BlobCache, platform: Option
     digest = ref.digest
     if digest is None and head:
         digest = _head_digest(repo, ref.identifier)
-    top = _fetch_manifest(repo, cache, ref.identifier if digest is None else digest, digest)
+    top, cached = _fetch_manifest(repo, cache, ref.identifier if digest is None else digest, digest)
+    if not cached and isinstance(top, Manifest):
+        cache.put(top.digest, top.raw)
     index_digest = None
     if isinstance(top, Index):
-        index_digest = top.digest
+        index, index_cached = top, cached
         wanted = parse_platform(platform) if platform else DEFAULT_PLATFORM
         entry = select_platform(top, wanted, image=ref.familiar_string())
-        top = _fetch_manifest(repo, cache, entry.digest, entry.digest)
+        top, cached = _fetch_manifest(repo, cache, entry.digest, entry.digest, entry.size)
+        if not cached:
+            cache.put(top.digest, top.raw)
+        if not index_cached:  # kept once the manifest it names is: an index that lies about it leaves nothing
+            cache.put(index.digest, index.raw)
+        index_digest = index.digest
         if not isinstance(top, Manifest):
             raise ManifestError(f"index entry {entry.digest} of {ref.familiar_string()} is not an image manifest")
     config = cache.read(top.config.digest)

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import sqlite3
 import uuid
+from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import unquote, urlparse
 
 from ..config import Config
-from ..errors import BadRequest, NotFound, ServerError
+from ..errors import BadRequest, Forbidden, NotFound, ServerError
 from ..images.reference import Reference
 from ..images.registry import AuthConfig
 from ..images.service import ImageService
 from ..images.stores.base import StoredImage
 from ..timestamps import utcnow
 from ..wes.backend import Backend, BackgroundWork
+from ..wes.caller import Caller, anonymous
 from ..wes.locations import resolve_locations
 from ..wes.models import (
     OUTPUT_ROOT,
@@ -47,6 +50,12 @@ from .store import RunStore
 from .tasklog import read_tasks
 
 
+@lru_cache(maxsize=None)
+def _cwltool_version() -> str:
+    # Read once: the installed cwltool does not change under a running server, and each lookup scans sys.path (~2 ms).
+    return version("cwltool")
+
+
 class LocalBackend(Backend):
     """Runs live in SQLite and run directories; a scheduler process executes them."""
 
@@ -56,6 +65,17 @@ class LocalBackend(Backend):
         self.store = RunStore(config.database_path)
         self._images: Optional[ImageService] = None
         self._image_pulls: Optional[ImagePulls] = None
+        self.caller = anonymous()
+
+    def for_caller(self, caller: Caller) -> "LocalBackend":
+        """This backend for `caller`: it submits runs as their owner and sees only theirs (an admin, all)."""
+        view = copy.copy(self)
+        view.caller = caller
+        return view
+
+    @property
+    def _owner(self) -> Optional[str]:
+        return self.caller.owner_filter
 
     def run_dir(self, run_id: str) -> RunDir:
         """The directory of a run (which may not exist)."""
@@ -69,7 +89,7 @@ class LocalBackend(Backend):
 
     def engine_versions(self) -> Dict[str, List[str]]:
         """The cwltool this server runs."""
-        return {"cwltool": [version("cwltool")]}
+        return {"cwltool": [_cwltool_version()]}
 
     def default_engine_parameters(self) -> List[dict]:
         """The cwltool options clients may set."""
@@ -80,8 +100,8 @@ class LocalBackend(Backend):
         return ["http", "https"] + (["file"] if self.config.allowed_dirs else [])
 
     def state_counts(self) -> Dict[str, int]:
-        """Runs per state."""
-        return self.store.counts()
+        """The caller's runs per state."""
+        return self.store.counts(self._owner)
 
     def ready(self) -> None:
         """Ready when the database takes its write lock within 2 s."""
@@ -109,7 +129,8 @@ class LocalBackend(Backend):
             write_json(run.request, submission.request.to_dict())
             if credentials:
                 handoff.offer(run.root, credentials)
-            self.store.insert(run_id, submission.request.to_dict(), [f"{utcnow()} {n}" for n in submission.notes + notes])
+            self.store.insert(run_id, submission.request.to_dict(), [f"{utcnow()} {n}" for n in submission.notes + notes],
+                              self.caller.user)
         except BaseException:
             handoff.withdraw(run.root)
             shutil.rmtree(run.root, ignore_errors=True)
@@ -119,12 +140,12 @@ class LocalBackend(Backend):
     def list_runs(self, page_size: int, page_token: Optional[str], states: Sequence[State] = (),
                   tags: Optional[Dict[str, str]] = None) -> Page:
         """Runs newest first."""
-        rows, token = self.store.page(page_size, page_token, states, tags or {})
+        rows, token = self.store.page(page_size, page_token, states, tags or {}, self._owner)
         return Page([RunSummary(r.run_id, r.state, r.start_time, r.end_time, r.request.get("tags", {})) for r in rows], token)
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with its logs and outputs."""
-        row = self.store.get(run_id)
+        row = self.store.get(run_id, self._owner)
         run = self.run_dir(run_id)
         outputs = read_json(run.outputs_json, {}) if row.state == State.COMPLETE else {}
         return RunRecord(
@@ -136,10 +157,10 @@ class LocalBackend(Backend):
 
     def get_state(self, run_id: str) -> State:
         """The run's state."""
-        return self.store.get(run_id).state
+        return self.store.get(run_id, self._owner).state
 
     def _tasks(self, run_id: str) -> List[TaskRecord]:
-        self.store.get(run_id)
+        self.store.get(run_id, self._owner)
         return [
             TaskRecord(id=t["id"], name=t["name"], cmd=t.get("cmd") or [], start_time=t.get("start_time"),
                        end_time=t.get("end_time"), exit_code=t.get("exit_code"),
@@ -164,7 +185,7 @@ class LocalBackend(Backend):
     def cancel(self, run_id: str) -> None:
         """QUEUED runs stop at once; running ones are stopped by their supervisor."""
         with self.store.transaction() as db:
-            state = self.store.state_in_tx(db, run_id)
+            state = self.store.state_in_tx(db, run_id, self._owner)
             if state == State.QUEUED:
                 self.store.update(run_id, db, state=State.CANCELED, end_time=utcnow())
             elif state in (State.INITIALIZING, State.RUNNING, State.PAUSED):
@@ -175,7 +196,7 @@ class LocalBackend(Backend):
 
     def log(self, run_id: str, stream: str, task_id: Optional[str] = None) -> Content:
         """The engine's or a task's stdout/stderr file."""
-        self.store.get(run_id)
+        self.store.get(run_id, self._owner)
         run = self.run_dir(run_id)
         if task_id is None:
             path = run.run_log(stream)
@@ -189,7 +210,7 @@ class LocalBackend(Backend):
 
     def output(self, run_id: str, relpath: str) -> Output:
         """An output file or directory; never a path outside the run's output directory."""
-        self.store.get(run_id)
+        self.store.get(run_id, self._owner)
         root = self.run_dir(run_id).outputs.resolve()
         path = (root / relpath).resolve()
         if not str(path).startswith(str(root) + os.sep) or not (path.is_file() or path.is_dir()):
@@ -204,6 +225,9 @@ class LocalBackend(Backend):
 
     def _image_service(self) -> ImageService:
         if self._images is None:
+            if self.config.images.runtime == "none":  # the operator's choice, not a fault
+                raise Forbidden("this server keeps no images: its operator turned the image store off "
+                                "(images.runtime: none)")
             runtime = detect_runtime(self.config.images.runtime)
             if runtime is None:
                 raise ServerError(f"this server has no container runtime to keep images in "

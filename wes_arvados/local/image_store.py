@@ -16,12 +16,22 @@ from typing import TYPE_CHECKING, List, Optional
 from ..images.manifest import config_platform
 from ..images.stores.base import ImageStore, StoredImage
 from ..images.strategy import Uncompressed
+from ..processes import alive
 from ..timestamps import utcnow
 from .runtime import ContainerRuntime
 from .store import StoredImageRecords
 
 if TYPE_CHECKING:
     from ..images.pull import OpenedImage
+
+
+def remove_abandoned(work_dir: Path) -> None:
+    """Remove the archives that processes killed while writing or loading them (e.g. with the server) left."""
+    for path in work_dir.glob("*.tar"):
+        parts = path.name.split(".")
+        if len(parts) == 4 and parts[1].isdigit() and not alive(int(parts[1]), None):
+            path.unlink(missing_ok=True)
+
 
 class LocalImageStore(ImageStore):
     """Images in the local runtime, recorded in `database`."""
@@ -31,6 +41,7 @@ class LocalImageStore(ImageStore):
         self.work_dir = work_dir
         self.jobs = max(1, min(jobs, os.cpu_count() or 1))  # layers inflated at once
         work_dir.mkdir(parents=True, exist_ok=True)
+        remove_abandoned(work_dir)
         self.kind = runtime.name
         self.records = StoredImageRecords(database)
 
@@ -48,7 +59,8 @@ class LocalImageStore(ImageStore):
     def put(self, name: str, image: "OpenedImage") -> StoredImage:
         """Write the image's docker-save archive, load it into the runtime under `name`, and record it."""
         image_id = image.resolved.manifest.config.digest
-        archive = self.work_dir / f"{image_id.split(':')[1]}.{secrets.token_hex(4)}.tar"
+        # The writer's pid in the name: whoever finds it dead removes what it left (`remove_abandoned`).
+        archive = self.work_dir / f"{image_id.split(':')[1]}.{os.getpid()}.{secrets.token_hex(4)}.tar"
         try:
             size = image.write(Uncompressed(self.jobs), archive)
             self.runtime.load(archive)

@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..config import Config, image_settings
 from ..download import DownloadError, download
+from ..fetch_guard import FetchGuard
 from ..images.errors import ImageError
 from ..images.reference import parse_normalized_named
 from ..images.registry import AuthConfig
@@ -132,7 +133,7 @@ def prepare_images(config: Config, run_root: Path, request: EngineRequest, log: 
     for need in needs:
         if canceled():
             return Preparation()
-        error = _resolve_one(service, runtime, need, run_root, log, credentials)
+        error = _resolve_one(service, runtime, need, run_root, log, credentials, config.fetch_guard)
         if error is not None:
             return Preparation(error=error)
     return Preparation([DISABLE_PULL])
@@ -154,7 +155,8 @@ def _without_runtime(config: Config, needs: List["ImageNeed"], log: Log) -> Prep
 
 
 def _resolve_one(service: ImageService, runtime: ContainerRuntime, need: "ImageNeed", run_root: Path,
-                 log: Log, credentials: Optional[Dict[str, AuthConfig]] = None) -> Optional[str]:
+                 log: Log, credentials: Optional[Dict[str, AuthConfig]] = None,
+                 guard: Optional[FetchGuard] = None) -> Optional[str]:
     """Resolve one image, logging it; the run's error message when a requirement cannot be met."""
     what = need.image or need.location
     try:
@@ -163,7 +165,7 @@ def _resolve_one(service: ImageService, runtime: ContainerRuntime, need: "ImageN
             log(service.ensure(parse_normalized_named(need.image), credentials).summary())
         elif need.source == "load":
             log(f"image {what}: loading {need.location} ({_who(need)})")
-            _load(runtime, need, run_root, service.settings.work_dir)
+            _load(runtime, need, run_root, service.settings.work_dir, guard)
             log(f"image {what}: loaded from {need.location}")
         elif need.source == "id":
             if runtime.image_id(need.image) is None:
@@ -181,13 +183,14 @@ def _resolve_one(service: ImageService, runtime: ContainerRuntime, need: "ImageN
     return None
 
 
-def _load(runtime: ContainerRuntime, need: "ImageNeed", run_root: Path, work_dir: Path) -> None:
-    """``docker load`` a dockerLoad archive: a file of the run (its attachments) or an http(s) URL."""
+def _load(runtime: ContainerRuntime, need: "ImageNeed", run_root: Path, work_dir: Path,
+          guard: Optional[FetchGuard] = None) -> None:
+    """``docker load`` a dockerLoad archive: a file of the run (its attachments) or an http(s) URL `guard` allows."""
     parts = urlsplit(need.location)
     if parts.scheme in ("http", "https"):
         target = work_dir / f"load-{secrets.token_hex(8)}.tar"
         try:
-            download(need.location, target, LOAD_MAX_BYTES, LOAD_TIMEOUT, f"dockerLoad {need.location}")
+            download(need.location, target, LOAD_MAX_BYTES, LOAD_TIMEOUT, f"dockerLoad {need.location}", guard)
             runtime.load(target)
         except DownloadError as exc:
             raise ImageError(str(exc)) from None

@@ -20,17 +20,21 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Callable, List, Optional, Sequence, Union
+from urllib.parse import unquote, urlsplit
 
 import cwltool.main
 from cwltool.argparser import arg_parser
 from cwltool.command_line_tool import CommandLineTool, ExpressionTool
 from cwltool.context import LoadingContext, RuntimeContext
+from cwltool.errors import WorkflowException
 from cwltool.job import JobBase
 from cwltool.process import Process, shortname, uniquename
 from cwltool.utils import CWLObjectType, JobsGeneratorType, JobsType, OutputCallbackType
 from cwltool.workflow import default_make_tool
 from ruamel.yaml.comments import CommentedMap
 
+from ..config import load_config
+from ..wes.locations import inside
 from ..wes.states import RUNNER_SOFTWARE_EXIT
 from .engine_options import RunnerError, cwltool_arguments, load_engine_request
 from .rundir import RunDir
@@ -82,12 +86,47 @@ def _exit_code(process: Optional["subprocess.Popen[Any]"]) -> Optional[int]:
     return process.returncode
 
 
-class JobRecorder:
-    """Builds cwltool's Process objects and records each job of its tools as a task."""
+def outside_files(value: Any, roots: Sequence[str]) -> List[str]:
+    """The local File/Directory locations (and paths) in `value` that are not below one of `roots`.
 
-    def __init__(self, writer: TaskLogWriter, run_dir: Path) -> None:
+    Submission keeps what a request names inside the run; this catches what
+    expressions make while it runs: an ExpressionTool or outputEval returning
+    ``{"class": "File", "location": "file:///etc/passwd"}``, or a symlink a
+    tool left in its output pointing out of the run (`inside` resolves it).
+    """
+    found: List[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("class") in ("File", "Directory"):
+                for key in ("location", "path"):
+                    ref = item.get(key)
+                    if not isinstance(ref, str):
+                        continue
+                    parts = urlsplit(ref)
+                    if parts.scheme == "file" or (not parts.scheme and ref.startswith("/")):
+                        path = unquote(parts.path) if parts.scheme == "file" else ref
+                        if not inside(Path(path), roots):
+                            found.append(ref)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+class JobRecorder:
+    """Builds cwltool's Process objects and records each job of its tools as a task.
+
+    Each job's inputs and outputs may name files only below `roots` (the run's
+    directory and the operator's allowed directories); a job that names another
+    fails.
+    """
+
+    def __init__(self, writer: TaskLogWriter, run_dir: Path, roots: Sequence[str] = ()) -> None:
         self._writer = writer
         self._run_dir = run_dir
+        self._roots = [str(run_dir.resolve())] + list(roots)
         self._failure_lock = threading.Lock()
         self.failure: Optional[BaseException] = None
 
@@ -110,6 +149,10 @@ class JobRecorder:
                            runtime_context: RuntimeContext) -> JobsGeneratorType:
         # Same naming rule as CommandLineTool.job, for jobs that carry no name of their own.
         stem = runtime_context.name or shortname(str(tool.tool.get("id", "job")))
+        outside = outside_files(job_order, self._roots)
+        if outside:
+            raise WorkflowException(f"{stem}: its inputs name files outside the run and the allowed directories: "
+                                    + ", ".join(outside))
         jobs = original_job(job_order, output_callbacks, runtime_context)
         try:
             for runnable in jobs:
@@ -153,7 +196,7 @@ class JobRecorder:
                 stderr = streams.enter_context(open(task_log_path(self._run_dir, task_id, "stderr"), "wb"))
             except Exception as exc:
                 raise self._failed(exc)
-            self._observe(job, outcome)
+            self._observe(job, outcome, name, self._roots)
             # A per-job copy: parallel jobs share the executor's context.
             context = runtime_context.copy()
             context.default_stdout = stdout
@@ -177,10 +220,15 @@ class JobRecorder:
                     raise
 
     @staticmethod
-    def _observe(job: JobsType, outcome: _Outcome) -> None:
+    def _observe(job: JobsType, outcome: _Outcome, name: str, roots: Sequence[str]) -> None:
         callback = getattr(job, "output_callback", None)  # a WorkflowJob reports through its steps
         if callback is not None:
             def output_callback(out: Optional[CWLObjectType], status: str) -> None:
+                outside = outside_files(out, roots)
+                if outside:
+                    print(f"[job {name}] its outputs name files outside the run and the allowed directories: "
+                          + ", ".join(outside) + "; the job fails", file=sys.stderr, flush=True)
+                    out, status = {}, "permanentFail"
                 outcome.status = status
                 callback(out, status)
 
@@ -268,7 +316,7 @@ def execute_run(run: RunDir) -> int:
     os.chdir(run.root)
     args = parse_cwltool_arguments(cwltool_arguments(run, request))
     writer = TaskLogWriter(run.root)
-    recorder = JobRecorder(writer, run.root)
+    recorder = JobRecorder(writer, run.root, load_config().allowed_dirs)
     loading_context = LoadingContext(vars(args))
     loading_context.construct_tool_object = recorder.make_tool  # type: ignore[assignment]
     capture = OutputCapture(_stdout_target())

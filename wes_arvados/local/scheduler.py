@@ -19,6 +19,7 @@ from ..wes.states import ACTIVE, RUNNER_SOFTWARE_EXIT, State
 from .image_pulls import start_queued
 from .rundir import RunDir, read_json
 from .store import ImagePullRecords, RunRow, RunStore
+from .supervisor import SPARE
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,43 @@ class Scheduler:
         self.store = RunStore(config.database_path)
         self.children: Dict[str, subprocess.Popen] = {}
         self.stopping = threading.Event()
+        self.spare: Optional[subprocess.Popen] = None
 
     def stop(self) -> None:
         """Ask `run_forever` to return after its current pass."""
         self.stopping.set()
+
+    def _start_supervisor(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "wes_arvados.local.supervisor", *args],
+                                start_new_session=True, env=self.config.child_env(),
+                                stdin=subprocess.PIPE if args == (SPARE,) else subprocess.DEVNULL)
+
+    def _keep_a_spare(self) -> None:
+        # A supervisor that has imported cwltool already and waits for a run: the next run's INITIALIZING
+        # does not wait a second or more for the import. It exits when its stdin ends (the scheduler stopped).
+        if self.spare is None or self.spare.poll() is not None:
+            self.spare = self._start_supervisor(SPARE)
+
+    def _release_spare(self) -> None:
+        spare, self.spare = self.spare, None
+        if spare is not None and spare.stdin is not None:
+            spare.stdin.close()  # it exits once its import is done
+            try:
+                spare.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                spare.kill()
+                spare.wait()
+
+    def _take_spare(self, run_id: str) -> Optional[subprocess.Popen]:
+        spare, self.spare = self.spare, None
+        if spare is None or spare.stdin is None or spare.poll() is not None:
+            return None
+        try:
+            spare.stdin.write(f"{run_id}\n".encode())
+            spare.stdin.close()
+        except OSError:  # it died meanwhile
+            return None
+        return spare
 
     def reconcile(self) -> None:
         """Settle active runs whose supervisor no longer exists."""
@@ -90,11 +124,7 @@ class Scheduler:
 
     def launch(self, run_id: str) -> None:
         """Start the supervisor of a claimed run in a session of its own."""
-        env = self.config.child_env()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "wes_arvados.local.supervisor", run_id],
-            start_new_session=True, env=env, stdin=subprocess.DEVNULL,
-        )
+        proc = self._take_spare(run_id) or self._start_supervisor(run_id)
         self.children[run_id] = proc
         self.store.update(run_id, supervisor_pid=proc.pid, supervisor_started=start_time(proc.pid))
         self.store.log(run_id, "supervisor started: images, then the engine")
@@ -117,12 +147,17 @@ class Scheduler:
             except OSError as exc:
                 self.store.finish(run_id, State.SYSTEM_ERROR, f"could not start the run: {exc}",
                                   exit_code=RUNNER_SOFTWARE_EXIT)
+        if not self.stopping.is_set():
+            self._keep_a_spare()
 
     def run_forever(self) -> None:
         """Loop until `stopping` is set."""
-        while not self.stopping.is_set():
-            try:
-                self.step()
-            except Exception:  # keep scheduling; the next pass retries
-                log.exception("scheduler pass failed")
-            self.stopping.wait(self.config.poll_interval)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self.step()
+                except Exception:  # keep scheduling; the next pass retries
+                    log.exception("scheduler pass failed")
+                self.stopping.wait(self.config.poll_interval)
+        finally:
+            self._release_spare()

@@ -16,6 +16,7 @@ from ..errors import NotFound
 from ..images.stores.base import StoredImage
 from ..timestamps import utcnow
 from ..wes.pages import decode_token, encode_token
+from ..wes.caller import ANONYMOUS_USER
 from ..wes.states import ACTIVE, State
 from .sqlite import Database
 
@@ -33,7 +34,8 @@ CREATE TABLE IF NOT EXISTS runs (
     supervisor_pid INTEGER,
     supervisor_started REAL,
     engine_pid INTEGER,
-    claimed_time TEXT
+    claimed_time TEXT,
+    owner TEXT NOT NULL DEFAULT 'anonymous'
 );
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state, seq);
 CREATE TABLE IF NOT EXISTS run_tags (
@@ -88,6 +90,12 @@ class RunStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.db = Database(path, SCHEMA)
+        columns = {row["name"] for row in self._conn().execute("PRAGMA table_info(runs)")}
+        if "owner" not in columns:  # a state directory from before runs had owners: theirs is the anonymous user's
+            self._conn().execute(f"ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT '{ANONYMOUS_USER}'")
+        self._conn().execute("CREATE INDEX IF NOT EXISTS runs_owner ON runs(owner, seq)")
+        # A user's runs in one state, newest first, without reading the others (ListRuns' state filter).
+        self._conn().execute("CREATE INDEX IF NOT EXISTS runs_owner_state ON runs(owner, state, seq)")
 
     def _conn(self) -> sqlite3.Connection:
         return self.db.conn()
@@ -96,12 +104,12 @@ class RunStore:
         """A write transaction that holds the database's write lock from its start."""
         return self.db.transaction()
 
-    def insert(self, run_id: str, request: Dict[str, Any], notes: Sequence[str]) -> None:
-        """Record a new QUEUED run with its tags and first system log lines."""
+    def insert(self, run_id: str, request: Dict[str, Any], notes: Sequence[str], owner: str = ANONYMOUS_USER) -> None:
+        """Record a new QUEUED run of `owner` with its tags and first system log lines."""
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO runs (run_id, state, request, submitted_time) VALUES (?, ?, ?, ?)",
-                (run_id, State.QUEUED.value, json.dumps(request), utcnow()),
+                "INSERT INTO runs (run_id, state, request, submitted_time, owner) VALUES (?, ?, ?, ?, ?)",
+                (run_id, State.QUEUED.value, json.dumps(request), utcnow(), owner),
             )
             db.executemany(
                 "INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?)",
@@ -109,9 +117,12 @@ class RunStore:
             )
             db.executemany("INSERT INTO system_logs (run_id, line) VALUES (?, ?)", [(run_id, n) for n in notes])
 
-    def get(self, run_id: str) -> RunRow:
-        """The run's row; `NotFound` when there is none."""
-        r = self._conn().execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    def get(self, run_id: str, owner: Optional[str] = None) -> RunRow:
+        """The run's row; `NotFound` when there is none (of `owner`'s, when given: others' runs are not shown)."""
+        if owner is None:
+            r = self._conn().execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        else:
+            r = self._conn().execute("SELECT * FROM runs WHERE run_id = ? AND owner = ?", (run_id, owner)).fetchone()
         if r is None:
             raise NotFound(f"no run with id {run_id!r}")
         return _row(r)
@@ -134,10 +145,14 @@ class RunStore:
         row = db.execute("SELECT run_id FROM runs WHERE state = ? ORDER BY seq LIMIT 1", (State.QUEUED.value,)).fetchone()
         return None if row is None else row["run_id"]
 
-    def page(self, page_size: int, token: Optional[str], states: Sequence[State], tags: Dict[str, str]) -> tuple:
-        """Runs newest first after the token's position; returns (rows, next token or "")."""
+    def page(self, page_size: int, token: Optional[str], states: Sequence[State], tags: Dict[str, str],
+             owner: Optional[str] = None) -> tuple:
+        """Runs (of `owner`, when given) newest first after the token's position; returns (rows, next token or "")."""
         where: List[str] = []
         args: List[Any] = []
+        if owner is not None:
+            where.append("owner = ?")
+            args.append(owner)
         before = decode_token(token)
         if before is not None:
             where.append("seq < ?")
@@ -158,10 +173,11 @@ class RunStore:
         """The run's tags."""
         return {r["key"]: r["value"] for r in self._conn().execute("SELECT key, value FROM run_tags WHERE run_id = ?", (run_id,))}
 
-    def counts(self) -> Dict[str, int]:
-        """Number of runs per state, every state included."""
+    def counts(self, owner: Optional[str] = None) -> Dict[str, int]:
+        """Number of runs (of `owner`, when given) per state, every state included."""
         counts = {s.value: 0 for s in State}
-        for r in self._conn().execute("SELECT state, COUNT(*) AS n FROM runs GROUP BY state"):
+        where, args = ("WHERE owner = ?", [owner]) if owner is not None else ("", [])
+        for r in self._conn().execute(f"SELECT state, COUNT(*) AS n FROM runs {where} GROUP BY state", args):
             counts[r["state"]] = r["n"]
         return counts
 
@@ -201,9 +217,10 @@ class RunStore:
         return db.execute(f"SELECT COUNT(*) FROM runs WHERE state IN ({','.join('?' * len(ACTIVE))})",
                           [s.value for s in ACTIVE]).fetchone()[0]
 
-    def state_in_tx(self, db: sqlite3.Connection, run_id: str) -> State:
-        """The run's state read inside a transaction; `NotFound` when there is none."""
-        r = db.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    def state_in_tx(self, db: sqlite3.Connection, run_id: str, owner: Optional[str] = None) -> State:
+        """The run's state read inside a transaction; `NotFound` when there is none (of `owner`'s, when given)."""
+        r = db.execute("SELECT state FROM runs WHERE run_id = ? AND (? IS NULL OR owner = ?)",
+                       (run_id, owner, owner)).fetchone()
         if r is None:
             raise NotFound(f"no run with id {run_id!r}")
         return State(r["state"])

@@ -128,9 +128,28 @@ def finish_canceled_before_start(store: RunStore, run_id: str) -> None:
             store.update(run_id, db, state=State.CANCELED, end_time=utcnow())
 
 
+SPARE = "--spare"
+
+
+def wait_for_run() -> Optional[str]:
+    """A spare's wait: cwltool imported first (a second or more), then the run id the scheduler writes on stdin.
+
+    None when stdin ends without one: the scheduler stopped, or died, and the spare is not needed.
+    """
+    from ..images import cwl  # noqa: F401  (the import a run's INITIALIZING would otherwise wait for)
+
+    line = sys.stdin.readline().strip()
+    return line or None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point: ``python -m wes_arvados.local.supervisor RUN_ID``."""
+    """Entry point: ``python -m wes_arvados.local.supervisor RUN_ID``, or ``--spare`` to be handed one on stdin."""
     run_id = (argv or sys.argv[1:])[0]
+    if run_id == SPARE:
+        given = wait_for_run()
+        if given is None:
+            return 0
+        run_id = given
     config = load_config()
     configure_logging(config.log_level, config.log_format, run_id=run_id)
     store = RunStore(config.database_path)

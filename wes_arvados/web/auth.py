@@ -1,22 +1,23 @@
-"""Optional bearer-token authentication for every endpoint but service-info.
+"""Authentication of every request but the open ones (service-info, the API document and its UI).
 
-Tokens come from the configuration (``auth_tokens``: may do everything;
-``auth_read_tokens``: may only read). A client may send a token as
-``Authorization: Bearer <token>`` or as the password of HTTP Basic auth (what
-toil-wes-cwl-runner sends from TOIL_WES_USER/TOIL_WES_PASSWORD).
+The request's token goes to the `Authenticator` (wes_arvados/auth), which says who
+the caller is; handlers give that `Caller` to the backend. A client may send its
+token as ``Authorization: Bearer <token>`` or as the password of HTTP Basic auth
+(what toil-wes-cwl-runner sends from TOIL_WES_USER/TOIL_WES_PASSWORD). Read-only
+callers may only GET.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hmac
-from typing import Iterable, Optional
+from typing import Optional
 
 import flask
 
-from ..config import Config
+from ..auth import NOBODY, Authenticator
 from ..errors import Forbidden, Unauthorized
+from ..wes.caller import Caller
 
 OPEN_PATHS = ("/service-info", "/ui", "/openapi.json", "/openapi.yaml")
 
@@ -37,33 +38,29 @@ def presented_token(header: Optional[str]) -> Optional[str]:
     return None
 
 
-def _matches(token: str, tokens: Iterable[str]) -> bool:
-    # Compare every token in constant time so timing reveals nothing.
-    return any([hmac.compare_digest(token.encode(), t.encode()) for t in tokens])
+def request_caller(authenticator: Authenticator, path: str, method: str, header: Optional[str]) -> Caller:
+    """Who the request acts for; `Unauthorized` or `Forbidden` unless it may proceed.
 
-
-def check_request(config: Config, path: str, method: str, header: Optional[str]) -> None:
-    """Raise `Unauthorized` or `Forbidden` unless the request may proceed."""
-    if not config.auth_tokens and not config.auth_read_tokens:
-        return
-    if any(path.endswith(p) or f"{p}/" in path for p in OPEN_PATHS):
-        return
+    On the open paths a request without valid credentials is `NOBODY` (whose state
+    counts are empty) rather than refused.
+    """
     token = presented_token(header)
-    if token is None:
-        raise Unauthorized("this server requires a token: send 'Authorization: Bearer <token>'")
-    if _matches(token, config.auth_tokens):
-        return
-    if _matches(token, config.auth_read_tokens):
-        if method in ("GET", "HEAD"):
-            return
+    if any(path.endswith(p) or f"{p}/" in path for p in OPEN_PATHS):
+        try:
+            return authenticator.caller(token)
+        except Unauthorized:
+            return NOBODY
+    caller = authenticator.caller(token)
+    if caller.read_only and method not in ("GET", "HEAD"):
         raise Forbidden("this token may only read; submitting and canceling need a full token")
-    raise Unauthorized("the token is not valid for this server")
+    return caller
 
 
-def install(flask_app: flask.Flask, config: Config) -> None:
-    """Check every request before its handler runs."""
+def install(flask_app: flask.Flask, authenticator: Authenticator) -> None:
+    """Find every request's caller (in ``flask.g.caller``) before its handler runs."""
 
     @flask_app.before_request
     def _authenticate() -> None:
         request = flask.request
-        check_request(config, request.path, request.method, request.headers.get("Authorization"))
+        flask.g.caller = request_caller(authenticator, request.path, request.method,
+                                        request.headers.get("Authorization"))

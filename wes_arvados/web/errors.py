@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any, Callable, Mapping, Optional
 
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionResponse
 from starlette.exceptions import HTTPException
 
-from ..errors import WesError
+from ..errors import InsufficientStorage, WesError, out_of_space
 from ..images.compression import CorruptLayer
 from ..images.errors import DigestMismatch, ImageError, RegistryError
 from ..images.policy import ImageDenied
+from .operations import Routes
 
 log = logging.getLogger(__name__)
 
 
-def error_response(status_code: int, msg: str) -> ConnexionResponse:
-    """An `ErrorResponse` body with its status code."""
+def error_response(status_code: int, msg: str, headers: Optional[Mapping[str, str]] = None) -> ConnexionResponse:
+    """An `ErrorResponse` body with its status code (and headers the status needs, e.g. 405's Allow)."""
     return ConnexionResponse(
         status_code=status_code,
         body=json.dumps({"msg": msg, "status_code": status_code}),
         content_type="application/json",
+        headers=dict(headers or {}),
     )
 
 
@@ -61,19 +64,39 @@ def http_error(_request, exc: HTTPException) -> ConnexionResponse:
         413: "request body too large for this server",
     }
     detail = exc.detail if isinstance(exc.detail, str) and exc.status_code not in messages else None
-    return error_response(exc.status_code, detail or messages.get(exc.status_code, "request failed"))
+    return error_response(exc.status_code, detail or messages.get(exc.status_code, "request failed"), exc.headers)
+
+
+def method_not_allowed(routes: Routes) -> Callable[[Any, HTTPException], ConnexionResponse]:
+    """`http_error`, with a 405's Allow header listing every method of the path's route.
+
+    Connexion routes each method of a path separately, so Starlette's own Allow
+    names only the first one's.
+    """
+    def handler(request: Any, exc: HTTPException) -> ConnexionResponse:
+        response = http_error(request, exc)
+        if exc.status_code == 405:
+            allowed = routes.allowed(request.url.path)
+            if allowed:
+                response.headers["Allow"] = ", ".join(allowed)
+        return response
+    return handler
 
 
 def unexpected(_request, exc: Exception) -> ConnexionResponse:
-    """Anything else is a server fault: logged in full, reported without details."""
+    """Anything else is a server fault: logged in full, reported without details; a full disk is a 507."""
+    if out_of_space(exc):
+        log.warning("no space left to keep a request: %s", exc)
+        return wes_error(_request, InsufficientStorage(
+            "the server has no storage space left for this request; nothing of it was kept: send it again later"))
     log.error("unhandled error", exc_info=exc)
     return error_response(500, "internal server error; the server log has the details")
 
 
-def install(app) -> None:
-    """Register the handlers on a connexion app."""
+def install(app, routes: Optional[Routes] = None) -> None:
+    """Register the handlers on a connexion app (with `routes`, 405s list the path's methods)."""
     app.add_error_handler(WesError, wes_error)
     app.add_error_handler(ImageError, image_error)
     app.add_error_handler(ProblemException, problem)
-    app.add_error_handler(HTTPException, http_error)
+    app.add_error_handler(HTTPException, method_not_allowed(routes) if routes else http_error)
     app.add_error_handler(Exception, unexpected)

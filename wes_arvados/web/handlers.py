@@ -18,16 +18,14 @@ from ..images.registry import AuthConfig
 from ..images.registry.credentials import REGISTRY_AUTH_HEADER, parse_registry_auth
 from ..wes.backend import Backend
 from ..wes.models import Listing
+from ..wes.pages import page_size as _page_size
 from ..wes.service_info import service_info
 from ..wes.states import State
 from ..wes.submission import Attachment, check_engine, parse_submission
 from . import shape
 from .app import EXTENSION_KEY
-from .auth import presented_token
 from .workflow_url import download_workflow_url
 
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
 FORM_FIELDS = (
     "workflow_params", "workflow_type", "workflow_type_version", "tags",
     "workflow_engine_parameters", "workflow_engine", "workflow_engine_version", "workflow_url",
@@ -36,15 +34,7 @@ FORM_FIELDS = (
 
 def _context() -> Tuple[Backend, Config]:
     ext = flask.current_app.extensions[EXTENSION_KEY]
-    return ext["backend"].for_caller(presented_token(flask.request.headers.get("Authorization"))), ext["config"]
-
-
-def _page_size(page_size: Optional[int]) -> int:
-    if page_size is None:
-        return DEFAULT_PAGE_SIZE
-    if page_size < 1:
-        raise BadRequest("page_size must be at least 1")
-    return min(page_size, MAX_PAGE_SIZE)
+    return ext["backend"].for_caller(flask.g.caller), ext["config"]
 
 
 def _registry_credentials() -> Optional[Dict[str, AuthConfig]]:
@@ -76,14 +66,28 @@ def list_runs(page_size: Optional[int] = None, page_token: Optional[str] = None,
 def _form() -> Tuple[Dict[str, str], List[Attachment]]:
     """Form fields and attachments; some clients send the fields as file parts too."""
     request = flask.request
-    form = {k: request.form[k] for k in request.form}
+    form: Dict[str, str] = {}
+    for key, values in request.form.lists():
+        if key == "workflow_attachment":  # a part with no file name: its content would be dropped unnamed
+            raise BadRequest("a workflow_attachment has no file name")
+        if key in FORM_FIELDS and len(values) > 1:
+            raise BadRequest(f"{key} was sent {len(values)} times; send each field once")
+        # Werkzeug decodes form fields with errors="replace": U+FFFD is where the bytes were not UTF-8.
+        if key in FORM_FIELDS and "\ufffd" in values[0]:
+            raise BadRequest(f"{key} is not valid UTF-8")
+        form[key] = values[0]
     attachments: List[Attachment] = []
     for key in request.files:
         for upload in request.files.getlist(key):
             if key == "workflow_attachment":
                 attachments.append(Attachment(upload.filename or "", upload.stream))
             elif key in FORM_FIELDS:
-                form.setdefault(key, upload.stream.read().decode("utf-8", errors="replace"))
+                if key in form:
+                    raise BadRequest(f"{key} was sent more than once; send each field once")
+                try:
+                    form[key] = upload.stream.read().decode("utf-8")
+                except UnicodeDecodeError:
+                    raise BadRequest(f"{key} is not valid UTF-8") from None
             else:
                 raise BadRequest(f"unexpected file field {key!r}")
     return form, attachments
@@ -97,7 +101,8 @@ def run_workflow(*_args: Any, **_kwargs: Any) -> Dict[str, str]:
     check_engine(form.get("workflow_engine"), form.get("workflow_engine_version"), backend.engine_versions())
     submission = parse_submission(
         form, attachments, config.staging_dir / uuid.uuid4().hex, config.allowed_dirs,
-        lambda url, dest: download_workflow_url(url, dest, config.fetch_max_bytes, config.fetch_timeout),
+        lambda url, dest: download_workflow_url(url, dest, config.fetch_max_bytes, config.fetch_timeout,
+                                                config.fetch_guard),
         config.limits,
     )
     try:

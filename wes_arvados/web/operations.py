@@ -35,6 +35,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 HEALTH, READY, METRICS = "/healthz", "/readyz", "/metrics"
 OTHER_ROUTE = "other"  # a path no operation has: its label, whatever it was
+HTTP_METHODS = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE")
 
 
 class Routes:
@@ -42,10 +43,18 @@ class Routes:
 
     def __init__(self, spec: Path, base_path: str) -> None:
         with open(spec, encoding="utf-8") as fh:
-            templates = list((yaml.safe_load(fh).get("paths") or {}).keys())
+            paths = yaml.safe_load(fh).get("paths") or {}
+        templates = list(paths.keys())
         self.patterns: List[Tuple[Pattern[str], str]] = [
             (re.compile(re.escape(base_path) + _template_pattern(t) + "/?"), base_path + t) for t in templates]
+        self._methods = {base_path + t: [m.upper() for m in item if m.upper() in HTTP_METHODS]
+                         for t, item in paths.items()}
         self.prefixes = [(base_path + "/ui", base_path + "/ui"), (base_path + "/openapi", base_path + "/openapi")]
+
+    def allowed(self, path: str) -> List[str]:
+        """The methods the document gives `path`'s route (HEAD with GET, as the server answers it)."""
+        methods = list(self._methods.get(self.label(path), []))
+        return methods + ["HEAD"] if "GET" in methods and "HEAD" not in methods else methods
 
     def label(self, path: str) -> str:
         """The route `path` belongs to, or OTHER_ROUTE."""

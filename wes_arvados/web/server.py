@@ -49,6 +49,9 @@ def serve(config: Config) -> int:
     for thread in threads:
         thread.start()
     log.info("serving WES on http://%s:%d/ga4gh/wes/v1 (state in %s)", config.host, config.port, config.state_dir)
+    if config.backend == "local" and not config.auth_enabled:
+        log.warning("authentication is off: every caller is one user, who sees every run (allowed on loopback "
+                    "only; configure auth_token_file or oidc_issuer to give users runs of their own)")
     while not stop.is_set() and web.poll() is None:
         stop.wait(0.5)
     for w in work:

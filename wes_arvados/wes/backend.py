@@ -9,6 +9,7 @@ from ..config import Config
 from ..images.reference import Reference
 from ..images.registry import AuthConfig
 from ..images.stores.base import StoredImage
+from .caller import Caller
 from .models import Content, ImagePull, Output, Page, RunRecord, TaskRecord
 from .states import State
 from .submission import Submission
@@ -33,14 +34,14 @@ class Backend(ABC):
     built from the same configuration can answer for any run.
     """
 
-    def for_caller(self, token: Optional[str]) -> "Backend":
-        """This backend acting for the caller whose token a request carries.
+    @abstractmethod
+    def for_caller(self, caller: Caller) -> "Backend":
+        """This backend acting for the caller a request was authenticated as (web/auth.py).
 
         A backend whose system has its own users (Arvados) makes every call with the
-        caller's token, so that system's permissions decide; one that has a single
-        identity (the local backend) is itself for every caller.
+        caller's token, so that system's permissions decide; one without (the local
+        backend) shows a caller only the runs it owns, and an admin all of them.
         """
-        return self
 
     def background_work(self) -> Sequence[BackgroundWork]:
         """What `serve` runs beside the web workers for this backend (none by default)."""

@@ -10,8 +10,11 @@ from ..errors import BadRequest
 
 
 def inside(path: Path, roots: Iterable[str]) -> bool:
-    """Whether `path` (symlinks resolved) is one of `roots` or below one."""
-    resolved = str(path.resolve())
+    """Whether `path` (symlinks resolved) is one of `roots` or below one; never for a path that cannot be resolved."""
+    try:
+        resolved = str(path.resolve())
+    except (ValueError, OSError, RuntimeError):  # a NUL in it, a symlink loop
+        return False
     return any(resolved == r or resolved.startswith(r.rstrip("/") + "/") for r in roots)
 
 
@@ -44,7 +47,12 @@ def resolve_locations(params: Dict[str, Any], base: Path, allowed_dirs: List[str
             parsed = urlparse(value)
             if parsed.scheme and parsed.scheme != "file" and len(parsed.scheme) > 1:
                 continue
-            raw = unquote(parsed.path) if parsed.scheme == "file" else value
+            if parsed.scheme == "file":
+                raw = unquote(parsed.path)
+            elif key == "location":  # a URI reference: the engine reads "%2e%2e" as ".."
+                raw = unquote(value)
+            else:
+                raw = value
             target = Path(raw) if raw.startswith("/") else base / raw
             if not inside(target, roots):
                 raise BadRequest(f"input {key} {value!r} is outside the attachments and not in an allowed directory")

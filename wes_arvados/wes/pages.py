@@ -9,6 +9,19 @@ from typing import Any, Optional
 
 from ..errors import BadRequest
 
+DEFAULT_PAGE_SIZE = 100
+# The largest page ListRuns and ListTasks return; openapi/wes.yaml declares it too.
+MAX_PAGE_SIZE = 1000
+
+
+def page_size(requested: Optional[int]) -> int:
+    """The page size to use for a request's `page_size`; `BadRequest` naming the limit when out of range."""
+    if requested is None:
+        return DEFAULT_PAGE_SIZE
+    if not 1 <= requested <= MAX_PAGE_SIZE:
+        raise BadRequest(f"page_size {requested} is out of range: this server takes 1 to {MAX_PAGE_SIZE}")
+    return requested
+
 
 def encode(position: Any) -> str:
     """An opaque page token for a position."""

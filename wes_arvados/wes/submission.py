@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote, urldefrag, urlparse
 
-import yaml
-
 from ..errors import BadRequest
+from .documents import check_expansion, check_references, parse_document, read_document
 from .limits import Limits
 from .locations import inside, resolve_locations
 from .models import RunRequest
@@ -80,10 +79,10 @@ def check_attachment_name(name: Optional[str]) -> str:
 
 def read_cwl_version(text: str, where: str) -> str:
     """The `cwlVersion` of a CWL document's text; `BadRequest` when it has none."""
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise BadRequest(f"workflow document {where} is not valid YAML or JSON: {exc}") from exc
+    return _cwl_version(parse_document(text, where), where)
+
+
+def _cwl_version(doc: Any, where: str) -> str:
     if not isinstance(doc, dict) or not isinstance(doc.get("cwlVersion"), str):
         raise BadRequest(f"workflow document {where} has no cwlVersion")
     return doc["cwlVersion"]
@@ -162,12 +161,15 @@ def parse_submission(
     submission = Submission(request=request, staging_dir=staging_dir, workflow="")
     try:
         _stage_attachments(staging_dir, names, attachments, limits)
-        submission.workflow, document = _locate_workflow(workflow_url, staging_dir, names, allowed_dirs, fetch)
-        version = read_cwl_version(document, repr(workflow_url))
+        submission.workflow, document = _locate_workflow(workflow_url, staging_dir, names, allowed_dirs, fetch, limits)
+        parsed = parse_document(document, repr(workflow_url))
+        version = _cwl_version(parsed, repr(workflow_url))
         if _normalize_version(version) != _normalize_version(workflow_type_version):
             raise BadRequest(
                 f"workflow_type_version {workflow_type_version!r} does not match the document's cwlVersion {version!r}"
             )
+        check_expansion(parsed, repr(workflow_url), limits)
+        check_references(parsed, staging_dir / urldefrag(submission.workflow)[0], staging_dir, allowed_dirs, limits)
         resolve_locations(params, staging_dir, allowed_dirs, check_only=True)
     except BaseException:
         submission.discard()
@@ -209,6 +211,7 @@ def _locate_workflow(
     names: List[str],
     allowed_dirs: List[str],
     fetch: Callable[[str, Path], None],
+    limits: Limits,
 ) -> Tuple[str, str]:
     """Find the workflow document; return its staged relative path (with fragment) and text."""
     url, fragment = urldefrag(workflow_url)
@@ -220,7 +223,7 @@ def _locate_workflow(
         dest = staging_dir / relative
         dest.parent.mkdir(parents=True, exist_ok=True)
         fetch(url, dest)
-        return relative + suffix, dest.read_text(encoding="utf-8", errors="replace")
+        return relative + suffix, read_document(dest, repr(workflow_url), limits)
     if scheme == "file" or url.startswith("/"):
         path = Path(unquote(urlparse(url).path) if scheme == "file" else url)
         if not inside(path, allowed_dirs):
@@ -233,7 +236,7 @@ def _locate_workflow(
         relative = f"{FETCHED_DIR}/{path.name}"
         (staging_dir / FETCHED_DIR).mkdir(exist_ok=True)
         shutil.copyfile(path, staging_dir / relative)
-        return relative + suffix, path.read_text(encoding="utf-8", errors="replace")
+        return relative + suffix, read_document(staging_dir / relative, repr(workflow_url), limits)
     if scheme:
         raise BadRequest(f"workflow_url scheme {scheme!r} is not supported; use a relative attachment name or http(s)")
     try:
@@ -242,4 +245,4 @@ def _locate_workflow(
         raise BadRequest(f"workflow_url {workflow_url!r} is not a valid attachment path") from exc
     if name not in names:
         raise BadRequest(f"workflow_url {workflow_url!r} is not among the workflow_attachment files")
-    return name + suffix, (staging_dir / name).read_text(encoding="utf-8", errors="replace")
+    return name + suffix, read_document(staging_dir / name, repr(workflow_url), limits)

@@ -28,6 +28,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if or .Values.registryCredentials.existingSecret .Values.registryCredentials.dockerConfigJson -}}true{{- end -}}
 {{- end -}}
 
+{{/* Local backend: the Secret of the operator tokens (the user's, or the one the chart makes when no auth is given). */}}
+{{- define "wes-arvados.generatesAuth" -}}
+{{- if and (eq .Values.backend "local") (not (or .Values.auth.existingSecret .Values.auth.tokenFileSecret .Values.auth.oidc.issuer)) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "wes-arvados.authSecret" -}}
+{{- .Values.auth.existingSecret | default (printf "%s-auth" (include "wes-arvados.fullname" .)) -}}
+{{- end -}}
+
 {{/* Refuse what cannot work, with a message that says what to change. */}}
 {{- define "wes-arvados.check" -}}
 {{- if eq .Values.backend "local" -}}
@@ -36,6 +45,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- if .Values.autoscaling.enabled -}}
 {{- fail "backend: local runs one replica; autoscaling.enabled needs backend: arvados." -}}
+{{- end -}}
+{{- if and .Values.auth.oidc.issuer (not .Values.auth.oidc.audience) -}}
+{{- fail "auth.oidc.issuer needs auth.oidc.audience: a token is checked for both." -}}
 {{- end -}}
 {{- else if eq .Values.backend "arvados" -}}
 {{- if not .Values.arvados.apiHost -}}

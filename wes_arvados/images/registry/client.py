@@ -17,7 +17,7 @@ from .mirror import Endpoint, endpoints
 from .options import RegistryOptions
 from .resumable import BlobStream
 from .retry import RETRY_EXCEPTIONS, RETRY_STATUSES, with_retries
-from .session import Response, Session, TransportError, make_session
+from .session import BodyTooLarge, Response, Session, TransportError, make_session
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ class Repository:
         self.image = reference.familiar_string()
         self.scope = f"repository:{reference.repository}:pull"
         self.endpoints = endpoints(reference.registry, reference.registry_host, self.options)
+        for endpoint in self.endpoints:  # the registry and the operator's mirrors; not their realms nor redirects
+            self.session.trust(endpoint.base_url)
         self.auth = Authenticator(self.session, self.options, reference.registry, self.scope, self.image, tokens)
         # Mirrors that could not be reached or kept failing: not tried again by this instance.
         self._given_up: Set[str] = set()
@@ -175,26 +177,38 @@ class Repository:
         raw, media_type, _, _ = self._get_manifest(identifier)
         return raw, media_type
 
-    def _get_manifest(self, identifier: str) -> Tuple[bytes, str, Optional[str], str]:
+    def _get_manifest(self, identifier: str, size: Optional[int] = None) -> Tuple[bytes, str, Optional[str], str]:
         response = self.request("GET", f"/v2/{self.reference.repository}/manifests/{identifier}",
                                 f"manifest {identifier}", headers={"Accept": ", ".join(ACCEPT)})
         served_by = _netloc(response.url)
         try:
-            raw = response.read_capped(MAX_MANIFEST, "the manifest")
+            raw = response.read_capped(MAX_MANIFEST if size is None else min(size, MAX_MANIFEST), "the manifest")
+        except BodyTooLarge as exc:
+            if size is None or size >= MAX_MANIFEST:
+                raise_for_connection(exc, self.image, served_by, f"manifest {identifier}")
+            raise DigestMismatch(f"manifest {identifier} of image {self.image} from registry {served_by} "
+                                 "(larger than its descriptor says)", f"{identifier} ({size} bytes)",
+                                 f"more than {size} bytes") from None
         except TransportError as exc:
             raise_for_connection(exc, self.image, served_by, f"manifest {identifier}")
         return (raw, response.headers.get("Content-Type", "").split(";")[0].strip(),
                 response.headers.get("Docker-Content-Digest"), served_by)
 
-    def get_manifest_verified(self, identifier: str, expected_digest: Optional[str] = None
-                              ) -> Union[Manifest, Index]:
+    def get_manifest_verified(self, identifier: str, expected_digest: Optional[str] = None,
+                              expected_size: Optional[int] = None) -> Union[Manifest, Index]:
         """A parsed manifest or index whose bytes hash to the digest that names it.
 
         The digest is `expected_digest`, else `identifier` when it is a digest,
         else the Docker-Content-Digest the registry sent; `DigestMismatch` when
-        the bytes do not match, naming the image and the registry.
+        the bytes do not match, naming the image and the registry. With
+        `expected_size` (an index's descriptor), no more than that is read, and
+        another size is a `DigestMismatch` too.
         """
-        raw, media_type, header_digest, served_by = self._get_manifest(identifier)
+        raw, media_type, header_digest, served_by = self._get_manifest(identifier, expected_size)
+        if expected_size is not None and len(raw) != expected_size:
+            raise DigestMismatch(f"manifest {identifier} of image {self.image} from registry {served_by} "
+                                 "(not the size its descriptor says)", f"{identifier} ({expected_size} bytes)",
+                                 f"{len(raw)} bytes")
         expected = expected_digest or (identifier if ":" in identifier else None)
         source = "digest"
         if expected is None and header_digest:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional
 
+from ...fetch_guard import FetchGuard
 from ..errors import ImageError
 from .credentials import Credentials
 
@@ -43,3 +44,6 @@ class RegistryOptions:
     max_resumes: int = 5
     timeout: float = 60.0
     user_agent: str = "wes-arvados"
+    # The server's: every host but the registries' own endpoints (token realms, redirects) is checked by it.
+    # None (the pull command on a user's machine): nothing is checked.
+    fetch_guard: Optional[FetchGuard] = None

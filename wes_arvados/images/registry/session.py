@@ -10,7 +10,7 @@ registry modules.
 from __future__ import annotations
 
 from typing import Mapping, Optional
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import urllib3
 
@@ -70,12 +70,16 @@ class Response:
 class Session:
     """Pooled connections to registries, with proxies from the environment and the options' CA bundle.
 
-    Thread-safe: layers download in parallel through one session.
+    Thread-safe: layers download in parallel through one session. With the options'
+    `fetch_guard`, every host but the `trust`ed endpoints is checked (token realms,
+    redirects): a `FetchRefused` when refused.
     """
 
     def __init__(self, options: RegistryOptions) -> None:
         self.ca_bundle = options.ca_bundle
-        self.client = Client(ca_bundle=options.ca_bundle, timeout=options.timeout, user_agent=options.user_agent)
+        self.guard = options.fetch_guard.trusting() if options.fetch_guard is not None else None
+        self.client = Client(ca_bundle=options.ca_bundle, timeout=options.timeout, user_agent=options.user_agent,
+                             guard=self.guard)
 
     def __repr__(self) -> str:
         return f"Session(ca_bundle={self.ca_bundle!r})"
@@ -89,6 +93,12 @@ class Session:
         if raw.length_remaining == 0:
             response.close()  # no body (HEAD, 204, Content-Length: 0): the connection is free at once
         return response
+
+    def trust(self, base_url: str) -> None:
+        """Let the guard pass a registry endpoint unchecked: the image policy governs the registries used."""
+        parts = urlsplit(base_url)
+        if self.guard is not None and parts.hostname:
+            self.guard.trust(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
 
     def get(self, url: str, headers: Optional[Mapping[str, str]] = None, timeout: Optional[float] = None) -> Response:
         """A GET whose body the caller reads."""
