@@ -50,6 +50,12 @@ class NotFound(WesError):
     status_code = 404
 
 
+class NotSupported(WesError):
+    """The operation exists, but not on this server's backend (501)."""
+
+    status_code = 501
+
+
 class ServerError(WesError):
     """The server failed; the message is safe to show, details are in the log."""
 

@@ -20,9 +20,10 @@ from .kinds import Kind, Record
 from .links import Links
 from .permissions import Permissions
 from .records import Store
-from .simple import Credentials, KeepServices, Logs, Workflows
+from .simple import Credentials, KeepServices, Logs
 from .trash import Trash
 from .users import ApiClientAuthorizations, Users
+from .workflows import Workflows
 
 KINDS = (ApiClientAuthorizations, Collections, ContainerRequests, Containers, Credentials, Groups, KeepServices, Links,
          Logs, Users, Workflows)

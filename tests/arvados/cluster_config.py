@@ -21,6 +21,9 @@ class Settings:
     max_retry_attempts: int = 3  # Containers.MaxRetryAttempts
     docker_image_formats: Tuple[str, ...] = ("v2",)  # Containers.SupportedDockerImageFormats
     default_keep_cache_ram: int = 0  # Containers.DefaultKeepCacheRAM
+    # $enable_workflow_collection_linking_for_tests: off on a 3.2.1 cluster (workflow.rb), so a
+    # workflow's collection_uuid "must be null"; on, workflows follow their linked collection.
+    workflow_collection_linking: bool = False
     revision: str = "20250402"  # the discovery document's; clients compare it to enable features
 
 

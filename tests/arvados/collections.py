@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional
 
 from . import manifests
 from .auth import Caller
-from .errors import NotFound, PermissionDenied
+from .errors import Invalid, NotFound, PermissionDenied
 from .kinds import Kind, Record
 from .records import parse_time
 from .signing import MISSING, check_signature, strip_signature
@@ -58,7 +58,14 @@ class Collections(Trashable, Kind):
         record["file_size_total"] = manifests.file_size_total(record["manifest_text"])
         if not record.get("storage_classes_desired"):
             raise self.invalid("storage_classes_desired", "must not be empty")
+        if old:
+            problem = self.cluster.kinds["workflows"].collection_type_error(old, record)
+            if problem:
+                raise Invalid(problem)
         self.cluster.trash.apply(old, record)
+
+    def after_save(self, caller: Caller, old: Optional[Record], record: Record) -> None:
+        self.cluster.kinds["workflows"].collection_saved(old, record)  # check_linked_workflows
 
     def _check_signatures(self, caller: Caller, manifest: str) -> None:
         """Collection#check_signatures: every non-empty block needs a valid signature for the caller's token."""

@@ -15,7 +15,7 @@ from . import manifests
 from .auth import Caller
 from .changes import really_changed, state_change_error, whitelist_errors
 from .containers import FINAL, HIDDEN_TYPES
-from .errors import Invalid
+from .errors import ApiError, Invalid
 from .kinds import Kind, Record
 from .records import format_time
 
@@ -90,6 +90,7 @@ class ContainerRequests(Kind):
             errors.append("Secret mounts conflict with non-secret mounts")
         if record.get("service") and record.get("use_existing"):
             errors.append("Use existing cannot be true if 'service' is true")
+        errors += self._runtime_token(old, record)
         if errors:
             raise Invalid(*errors)
         if record["state"] == FINAL_STATE:
@@ -132,6 +133,17 @@ class ContainerRequests(Kind):
         if record["output_path"] not in record["mounts"]:
             errors.append("Output path must be a mount target")
         return errors
+
+    def _runtime_token(self, old: Optional[Record], record: Record) -> List[str]:
+        """validate_runtime_token: a new runtime_token must be a live token (its "v2/" check never fires)."""
+        token = record.get("runtime_token")
+        if token is None or token == (old or {}).get("runtime_token"):
+            return []
+        try:
+            self.cluster.tokens.caller(str(token))
+        except ApiError:
+            return ["Runtime token failed validation"]
+        return []
 
     def _runtime_constraints(self, record: Record) -> List[str]:
         rc, errors = record["runtime_constraints"], []

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 from . import images
 from .auth import Caller, v2_token
 from .changes import really_changed, state_change_error, whitelist_errors
-from .errors import Invalid, NotFound, PermissionDenied, UnresolvableContainer
+from .errors import ApiError, Invalid, NotFound, PermissionDenied, UnresolvableContainer
 from .kinds import Kind, Record
 from .records import parse_time
 
@@ -229,7 +229,18 @@ class Containers(Kind):
     # ---- resolving a request -------------------------------------------------------------------
 
     def resolve(self, caller: Caller, request: Record) -> Record:
-        """Container.resolve: a reusable container for the request, or a new one."""
+        """Container.resolve: a reusable container for the request, or a new one.
+
+        The image and the mounts are resolved as the runtime user (act_as_user): the user of the
+        request's runtime_token if it has one, else the user saving the request.
+        """
+        scopes = ["all"]
+        if request.get("runtime_token"):
+            try:
+                runtime = self.cluster.tokens.caller(request["runtime_token"])
+            except ApiError:
+                raise Invalid("#<ArgumentError: Invalid runtime token>")
+            caller, scopes = runtime, list(runtime.authorization.get("scopes") or ["all"])
         attrs = {
             "command": request["command"], "cwd": request["cwd"], "environment": request["environment"],
             "output_path": request["output_path"], "output_glob": request["output_glob"],
@@ -238,7 +249,7 @@ class Containers(Kind):
             "runtime_constraints": self._resolve_runtime_constraints(request["runtime_constraints"]),
             "scheduling_parameters": request["scheduling_parameters"], "secret_mounts": request["secret_mounts"],
             "runtime_token": request.get("runtime_token"), "runtime_user_uuid": caller.uuid,
-            "runtime_auth_scopes": ["all"], "output_storage_classes": request["output_storage_classes"],
+            "runtime_auth_scopes": scopes, "output_storage_classes": request["output_storage_classes"],
             "service": request["service"], "published_ports": request["published_ports"],
         }
         if request.get("use_existing"):

@@ -153,7 +153,9 @@ class Controller:
 
     def update(self, caller: Caller, kind: Kind, key: str, attrs: Any, params: Dict[str, Any]) -> Record:
         """Update the record named by `key` (it must be readable, then writable)."""
-        return self.save(caller, kind, kind.lookup(caller, key, params), attrs)
+        record = kind.lookup(caller, key, params)
+        kind.before_update(caller, record)
+        return self.save(caller, kind, record, attrs)
 
     def write_access(self, caller: Caller, kind: Kind, key: str, params: Dict[str, Any],
                      action: Callable[[Record], Record]) -> Record:

@@ -77,9 +77,25 @@ def find_all(cluster: "Cluster", user: Record, term: str, tag: Optional[str] = N
     return compatible
 
 
+def ruby_inspect(text: str) -> str:
+    """String#inspect: double-quoted, with Ruby's escapes (printable UTF-8 kept)."""
+    escapes = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\x1b": "\\e", "#{": "\\#{"}
+    out, i = "", 0
+    while i < len(text):
+        pair = text[i:i + 2]
+        if pair in escapes:
+            out, i = out + escapes[pair], i + 2
+            continue
+        char = text[i]
+        out += escapes.get(char) or (char if char.isprintable() else f"\\u{ord(char):04X}" if ord(char) > 0x7f
+                                     else f"\\x{ord(char):02X}")
+        i += 1
+    return f'"{out}"'
+
+
 def resolve(cluster: "Cluster", user: Record, container_image: str) -> str:
     """Container.resolve_container_image: the portable data hash of the image collection to run."""
     found = find_all(cluster, user, container_image)
     if not found:
-        raise UnresolvableContainer(f'docker image "{container_image}" not found')
+        raise UnresolvableContainer(f"docker image {ruby_inspect(container_image)} not found")
     return found[0]["portable_data_hash"]

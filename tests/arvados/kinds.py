@@ -80,6 +80,9 @@ class Kind:
         """Whether the caller may save this change (beyond write permission on the record)."""
         return True
 
+    def before_update(self, caller: Caller, record: Record) -> None:
+        """What the resource's controller checks before a client's update (e.g. WorkflowsController#update)."""
+
     def before_save(self, caller: Caller, old: Optional[Record], record: Record) -> None:
         """Validate and complete a record about to be saved; raise an ApiError to refuse it."""
 

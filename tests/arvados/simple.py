@@ -1,4 +1,4 @@
-"""Resources the generic controller handles alone: logs, workflows, credentials, keep services."""
+"""Resources the generic controller handles alone: logs, credentials, keep services."""
 
 from __future__ import annotations
 
@@ -22,15 +22,6 @@ class Logs(Kind):
         self.require_hash(record, "properties")
         if record.get("id") is None:
             record["id"] = len(self.store.tables["logs"]) + 1
-
-
-class Workflows(Kind):
-    """Workflow records."""
-
-    resource = "workflows"
-
-    def defaults(self, caller: Caller) -> Record:
-        return {"name": None, "description": None, "definition": None, "collection_uuid": None}
 
 
 class Credentials(Kind):

@@ -66,10 +66,12 @@ def save(api: Any, files: Dict[str, bytes], **kwargs: Any) -> arvados.collection
 
 
 def make_image(api: Any, image: Dict[str, Any], names: List[str], timestamp: Optional[str] = None,
-               file_name: Optional[str] = None) -> Dict[str, Any]:
+               file_name: Optional[str] = None, owner_uuid: Optional[str] = None) -> Dict[str, Any]:
     """An image collection made by hand as arv-keepdocker makes one: the tar as `<image id>.tar`, and its links."""
-    coll = save(api, {file_name or f"{image['id']}.tar": image["tar"]})
-    link = {"head_uuid": coll.manifest_locator(), "properties": {"image_timestamp": timestamp or image["created"]}}
+    owner = {"owner_uuid": owner_uuid} if owner_uuid else {}
+    coll = save(api, {file_name or f"{image['id']}.tar": image["tar"]}, **owner)
+    link = {"head_uuid": coll.manifest_locator(), "properties": {"image_timestamp": timestamp or image["created"]},
+            **owner}
     api.links().create(body=dict(link, link_class="docker_image_hash", name=image["id"])).execute()
     for name in names:
         api.links().create(body=dict(link, link_class="docker_image_repo+tag", name=name)).execute()
@@ -520,6 +522,161 @@ def test_container_request_validation_messages(arvados_double: ArvadosDouble, ar
     assert "Command cannot be modified in state 'Committed'" in messages(error)[0]
 
 
+def bare(error: arvados.errors.ApiError) -> List[str]:
+    """The `errors` of an API error response without the request id the API server appends."""
+    return [re.sub(r" \(req-[a-z0-9]+\)$", "", m) for m in messages(error)]
+
+
+def share(owner: Dict[str, Any], user: Dict[str, Any], head_uuid: str, level: str = "can_read") -> None:
+    """`owner` grants `user` a permission on `head_uuid`."""
+    owner["api"].links().create(body={"link_class": "permission", "name": level, "tail_uuid": user["uuid"],
+                                      "head_uuid": head_uuid}).execute()
+
+
+def project_of(user: Dict[str, Any]) -> str:
+    """A new project owned by `user`."""
+    return user["api"].groups().create(body={"group": {"name": unique("p"), "group_class": "project"}}).execute()["uuid"]
+
+
+def test_image_is_resolved_for_the_requesting_user_by_pdh_hash_or_tag(arvados_double: ArvadosDouble,
+                                                                      arvados_client: Client,
+                                                                      hello_world_image: Dict[str, Any]) -> None:
+    alice, bob = new_user(arvados_double, arvados_client, "alice"), new_user(arvados_double, arvados_client, "bob")
+    project = project_of(alice)
+    tag = unique("example/shared") + ":1"
+    image = make_image(alice["api"], hello_world_image, [tag], owner_uuid=project,
+                       timestamp="2030-01-01T00:00:00Z")  # newest of the hello-world images, found by hash
+    pdh = image["portable_data_hash"]
+    for name in (pdh, hello_world_image["id"], hello_world_image["id"][:12], tag):
+        cr = alice["api"].container_requests().create(body=container_request(name)).execute()
+        assert alice["api"].containers().get(uuid=cr["container_uuid"]).execute()["container_image"] == pdh, name
+    for name in (pdh, tag):  # bob cannot read the project: nothing found for him, and the message names the image
+        error = error_of(bob["api"].container_requests().create(body=container_request(name)))
+        assert error.resp.status == 422
+        assert bare(error) == [f'#<ArvadosModel::UnresolvableContainerError: docker image "{name}" not found>']
+    draft = bob["api"].container_requests().create(body=container_request(tag, state="Uncommitted")).execute()
+    share(alice, bob, project)
+    for name in (pdh, hello_world_image["id"], tag):
+        cr = bob["api"].container_requests().create(body=container_request(name)).execute()
+        container = bob["api"].containers().get(uuid=cr["container_uuid"]).execute()
+        assert (container["container_image"], container["runtime_user_uuid"]) == (pdh, bob["uuid"])
+    committed = bob["api"].container_requests().update(uuid=draft["uuid"], body={"state": "Committed"}).execute()
+    assert committed["state"] == "Committed" and committed["container_uuid"]
+
+
+def test_image_links_must_be_readable_too(arvados_double: ArvadosDouble, arvados_client: Client,
+                                          hello_world_image: Dict[str, Any]) -> None:
+    alice, bob = new_user(arvados_double, arvados_client, "alice"), new_user(arvados_double, arvados_client, "bob")
+    tag = unique("example/private") + ":1"
+    image = make_image(alice["api"], hello_world_image, [tag])  # collection and links in alice's home project
+    share(alice, bob, image["uuid"])  # bob may read the collection, not alice's links
+    assert bob["api"].container_requests().create(body=container_request(image["portable_data_hash"])).execute()
+    error = error_of(bob["api"].container_requests().create(body=container_request(tag)))
+    assert bare(error) == [f'#<ArvadosModel::UnresolvableContainerError: docker image "{tag}" not found>']
+    carol = new_user(arvados_double, arvados_client, "carol")  # a runtime token's user resolves the image
+    cr = carol["api"].container_requests().create(body=container_request(tag, runtime_token=alice["token"])).execute()
+    container = arvados_double.record(cr["container_uuid"])
+    assert (container["container_image"], container["runtime_user_uuid"]) == (image["portable_data_hash"],
+                                                                              alice["uuid"])
+    error = error_of(carol["api"].container_requests().create(body=container_request(tag, runtime_token="v2/x/y")))
+    assert bare(error) == ["Runtime token failed validation"]
+
+
+WORKFLOW_DEFINITION = """cwlVersion: v1.2
+class: Workflow
+name: from the definition
+doc: not a description field
+inputs: []
+outputs: []
+steps: []
+"""
+
+
+def test_workflows_crud_and_name_from_definition(arvados_double: ArvadosDouble, arvados_client: Client) -> None:
+    alice = new_user(arvados_double, arvados_client, "alice")
+    project = project_of(alice)
+    workflows = alice["api"].workflows()
+    wf = workflows.create(body={"workflow": {"definition": WORKFLOW_DEFINITION, "owner_uuid": project}}).execute()
+    assert re.fullmatch(r"[a-z0-9]{5}-7fd4e-[a-z0-9]{15}", wf["uuid"]) and wf["kind"] == "arvados#workflow"
+    assert (wf["name"], wf["description"], wf["owner_uuid"], wf["collection_uuid"]) == (
+        "from the definition", None, project, None)  # set_name_and_description
+    assert workflows.get(uuid=wf["uuid"]).execute()["definition"] == WORKFLOW_DEFINITION
+    listed = workflows.list(filters=[["owner_uuid", "=", project]]).execute()
+    assert [w["uuid"] for w in listed["items"]] == [wf["uuid"]] and listed["kind"] == "arvados#workflowList"
+    renamed = workflows.update(uuid=wf["uuid"], body={"workflow": {
+        "definition": WORKFLOW_DEFINITION.replace("from the definition", "second"), "description": "mine"}}).execute()
+    assert (renamed["name"], renamed["description"]) == ("second", "mine")  # the old definition's name follows
+    kept = workflows.update(uuid=wf["uuid"], body={"name": "chosen"}).execute()
+    kept = workflows.update(uuid=wf["uuid"], body={"definition": WORKFLOW_DEFINITION}).execute()
+    assert kept["name"] == "chosen"  # a name of its own stays
+    named = workflows.create(body={"workflow": {"name": "explicit", "definition": "{}"}}).execute()
+    assert named["name"] == "explicit" and named["owner_uuid"] == alice["uuid"]
+    error = error_of(workflows.create(body={"workflow": {"definition": "a: [b"}}))
+    assert error.resp.status == 422 and messages(error)[0].startswith("Definition is not valid yaml: ")
+    collection = save(alice["api"], {"wf.cwl": b"cwlVersion: v1.2\n"}, properties={"type": "workflow"})
+    error = error_of(workflows.create(body={"collection_uuid": collection.manifest_locator()}))
+    assert bare(error) == ["Collection uuid must be null"]  # 3.2.1: linking is off
+    assert workflows.delete(uuid=wf["uuid"]).execute()["uuid"] == wf["uuid"]
+    assert error_of(workflows.get(uuid=wf["uuid"])).resp.status == 404
+
+
+def test_workflows_are_shared_through_their_project(arvados_double: ArvadosDouble, arvados_client: Client) -> None:
+    alice, bob = new_user(arvados_double, arvados_client, "alice"), new_user(arvados_double, arvados_client, "bob")
+    project = project_of(alice)
+    wf = alice["api"].workflows().create(body={"workflow": {"name": unique("wf"), "owner_uuid": project,
+                                                            "definition": WORKFLOW_DEFINITION}}).execute()
+    assert error_of(bob["api"].workflows().get(uuid=wf["uuid"])).resp.status == 404
+    assert bob["api"].workflows().list(filters=[["uuid", "=", wf["uuid"]]]).execute()["items"] == []
+    error = error_of(bob["api"].workflows().create(body={"workflow": {"owner_uuid": project}}))
+    assert error.resp.status == 403
+    share(alice, bob, project)
+    assert bob["api"].workflows().get(uuid=wf["uuid"]).execute()["definition"] == WORKFLOW_DEFINITION
+    assert [w["uuid"] for w in bob["api"].workflows().list(filters=[["owner_uuid", "=", project]])
+            .execute()["items"]] == [wf["uuid"]]
+    assert error_of(bob["api"].workflows().update(uuid=wf["uuid"], body={"name": "bob's"})).resp.status == 403
+    assert error_of(bob["api"].workflows().delete(uuid=wf["uuid"])).resp.status == 403
+    share(alice, bob, project, "can_write")
+    assert bob["api"].workflows().update(uuid=wf["uuid"], body={"name": "bob's"}).execute()["name"] == "bob's"
+
+
+def test_linked_workflow_follows_its_collection(arvados_double: ArvadosDouble, arvados_client: Client) -> None:
+    alice, bob = new_user(arvados_double, arvados_client, "alice"), new_user(arvados_double, arvados_client, "bob")
+    project = project_of(alice)
+    properties = {"type": "workflow", "arv:workflowMain": "main.cwl", "arv:cwl_inputs": [{"id": "#main/msg",
+                                                                                         "type": "string"}],
+                  "arv:cwl_outputs": [{"id": "#main/out", "type": "File"}], "arv:cwl_requirements": [],
+                  "arv:cwl_hints": []}
+    collection = save(alice["api"], {"main.cwl": b"cwlVersion: v1.2\n"}, owner_uuid=project, name=unique("wfc"),
+                      properties=properties)
+    uuid = collection.manifest_locator()
+    arvados_double.settings.workflow_collection_linking = True
+    try:
+        wf = alice["api"].workflows().create(body={"workflow": {"collection_uuid": uuid}}).execute()
+        definition = json.loads(wf["definition"])
+        step = definition["$graph"][0]["steps"][0]
+        assert (wf["name"], wf["owner_uuid"]) == (collection.api_response()["name"], project)
+        assert step["run"] == f"keep:{collection.portable_data_hash()}/main.cwl"
+        assert step["in"] == [{"id": "#main/step/msg", "source": "#main/msg"}]
+        assert definition["$graph"][0]["outputs"][0]["outputSource"] == "#main/step/out"
+        error = error_of(alice["api"].workflows().update(uuid=wf["uuid"], body={"name": "x"}))
+        assert error.resp.status == 403 and bare(error) == [
+            "#<ArvadosModel::PermissionDeniedError: Cannot directly update Workflow records that have "
+            f"collection_uuid set, must update the linked collection ({uuid})>"]
+        alice["api"].collections().update(uuid=uuid, body={"name": "renamed", "description": "d"}).execute()
+        assert alice["api"].workflows().get(uuid=wf["uuid"]).execute()["name"] == "renamed"
+        error = error_of(alice["api"].collections().update(uuid=uuid, body={"properties": {"type": "other"}}))
+        assert bare(error) == ["Properties cannot change 'type' property when there are linked workflows"]
+        share(alice, bob, wf["uuid"])  # readable only with its collection
+        assert error_of(bob["api"].workflows().get(uuid=wf["uuid"])).resp.status == 404
+        share(alice, bob, uuid)
+        assert bob["api"].workflows().get(uuid=wf["uuid"]).execute()["description"] == "d"
+        other = save(alice["api"], {"x": b"x"})
+        error = error_of(alice["api"].workflows().create(body={"collection_uuid": other.manifest_locator()}))
+        assert bare(error) == ["Collection uuid properties does not have type: workflow"]
+    finally:
+        arvados_double.settings.workflow_collection_linking = False
+
+
 # ---- arvados-cwl-runner ----------------------------------------------------------------------------------------
 
 WORKFLOW = """cwlVersion: v1.2
@@ -621,3 +778,37 @@ def test_arvados_cwl_runner_refuses_a_missing_image_without_calling_docker(
     assert done.returncode != 0
     assert "failed to execute 'docker'" in " ".join(done.stderr.split())  # it would pull; there is no docker
     assert not arvados_double.records("container_requests", owner_uuid=user["uuid"])
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # importlib.resources.read_text in arvados_cwl
+def test_arvados_cwl_runner_creates_and_updates_a_workflow_record(arvados_double: ArvadosDouble,
+                                                                  arvados_client: Client,
+                                                                  hello_world_image: Dict[str, Any], tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import arvados_cwl
+    user = new_user(arvados_double, arvados_client, "cwl")
+    project = project_of(user)
+    images = _runner_images(arvados_double, user["api"], hello_world_image)
+    (tmp_path / "wf.cwl").write_text(WORKFLOW.format(image=images["tool"]))
+    for key, value in arvados_double.env(user["token"]).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PATH", _no_docker_path(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+
+    def run(*args: str) -> str:
+        stdout, stderr = io.StringIO(), io.StringIO()
+        code = arvados_cwl.main(["--api=containers", "--no-copy-deps", *args, str(tmp_path / "wf.cwl")],
+                                stdout, stderr, api_client=user["api"], install_sig_handlers=False)
+        assert code == 0, stderr.getvalue()
+        return stdout.getvalue().strip()
+
+    uuid = run("--create-workflow", "--project-uuid", project, "--name", "hello")
+    assert re.fullmatch(r"zzzzz-7fd4e-[0-9a-z]{15}", uuid), uuid
+    wf = user["api"].workflows().get(uuid=uuid).execute()
+    assert (wf["name"], wf["owner_uuid"], wf["collection_uuid"]) == ("hello", project, None)
+    graph = json.loads(wf["definition"])["$graph"]
+    assert graph[0]["id"] == "#main" and graph[0]["steps"][0]["run"].startswith("keep:")
+    assert run("--update-workflow", uuid, "--name", "hello again") == uuid
+    updated = user["api"].workflows().get(uuid=uuid).execute()
+    assert (updated["name"], updated["owner_uuid"]) == ("hello again", project)

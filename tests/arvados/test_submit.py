@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict
 
+import arvados.collection
 import arvados_cwl
 import pytest
+import yaml
 
 from wes_arvados.arvados.pin import pin_images
 from wes_arvados.arvados.runs import RUN_PROPERTY, list_runs, run_properties, tags_of
-from wes_arvados.arvados.submit import ARVADOS_CWL_RUNNER, add_properties_hint, placeholder, submit_command
+from wes_arvados.arvados.submit import (
+    ARVADOS_CWL_RUNNER,
+    add_properties_hint,
+    pin_runner_image,
+    placeholder,
+    register_command,
+    runner_image_hint,
+    submit_command,
+)
 from wes_arvados.errors import BadRequest
 
 from .double import ArvadosDouble
@@ -77,3 +88,50 @@ def test_engine_parameters_pass_to_a_c_r_when_allowed_and_every_option_named_is_
     known = arvados_cwl.arg_parser()._option_string_actions  # some (--disable-color) are hidden from --help
     table = ARVADOS_CWL_RUNNER
     assert [o for o in [*table.flags, *table.valued, *table.server_controlled, *table.refused] if o not in known] == []
+
+
+def test_a_c_r_registers_a_pinned_workflow_without_docker_and_an_update_keeps_its_uuid(
+        arvados_double: ArvadosDouble, arvados_client: Client, hello_world_image: Dict[str, Any],
+        tmp_path: Path) -> None:
+    # Issue 19's registration, as the server will run it: every image and the runner image pinned by
+    # collection (pin.py, pin_runner_image), then a-c-r --create-workflow with no docker on PATH.
+    user = new_user(arvados_double, arvados_client, "registrar")
+    api = user["api"]
+    project = api.groups().create(body={"group": {"name": unique("workflows"), "group_class": "project"}}).execute()
+    pdh = make_image(api, hello_world_image, [f"arvados/jobs:{_installed('arvados-cwl-runner')}"],
+                     owner_uuid=project["uuid"])["portable_data_hash"]
+    tool_image = "127.0.0.1:5000/tools/hello@sha256:" + "c" * 64
+    (tmp_path / "wf.cwl").write_text(WORKFLOW.format(image=tool_image))
+    assert pin_images(tmp_path, {tool_image: pdh}) == ["wf.cwl"]
+    assert runner_image_hint(tmp_path / "wf.cwl", "") is None
+    pin_runner_image(tmp_path / "wf.cwl", "", pdh)
+    assert runner_image_hint(tmp_path / "wf.cwl", "") == pdh
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARVADOS_")}
+    env.update(arvados_double.env(user["token"]), PATH=_no_docker_path(tmp_path), HOME=str(tmp_path))
+    env.pop("XDG_CACHE_HOME", None)
+    runner = str(Path(sys.executable).parent / "arvados-cwl-runner")
+
+    def register(**options: Any) -> str:
+        done = subprocess.run(register_command(runner, "wf.cwl", pdh, **options), cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    uuid = register(project_uuid=project["uuid"], name="greeter")
+    record = api.workflows().get(uuid=uuid).execute()
+    assert (record["name"], record["owner_uuid"]) == ("greeter", project["uuid"])
+    (main,) = json.loads(record["definition"])["$graph"]
+    runner_hint = next(h for h in main["hints"] if h["class"] == "http://arvados.org/cwl#WorkflowRunnerResources")
+    assert runner_hint["acrContainerImage"] == pdh
+    (step,) = main["steps"]
+    collection_pdh, _, main_file = step["run"][len("keep:"):].partition("/")
+    (collection,) = api.collections().list(filters=[["portable_data_hash", "=", collection_pdh],
+                                                    ["owner_uuid", "=", project["uuid"]]]).execute()["items"]
+    assert collection["properties"] == {"type": "workflow", "arv:workflowMain": main_file}
+    stored = arvados.collection.CollectionReader(collection["uuid"], api_client=api).open(main_file).read()
+    pinned = yaml.safe_load(stored)["requirements"]["DockerRequirement"]
+    assert pinned["http://arvados.org/cwl#dockerCollectionPDH"] == pdh, stored
+
+    assert register(update_uuid=uuid, name="greeter, again") == uuid
+    assert api.workflows().get(uuid=uuid).execute()["name"] == "greeter, again"
+    assert len(api.workflows().list(filters=[["owner_uuid", "=", project["uuid"]]]).execute()["items"]) == 1

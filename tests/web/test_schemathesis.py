@@ -31,6 +31,13 @@ ST = Path(sys.executable).with_name("st")
 # Every check Schemathesis has, but one: a schema-valid request may still be refused for what the schema
 # cannot say (an image reference's grammar, a workflow_url that names no attachment).
 EXCLUDED_CHECKS = "positive_data_acceptance"
+# Registering workflows is for the Arvados backend: on this (local) server those operations answer 501 by
+# design, with an ErrorResponse the document declares (tests/arvados/test_registrations.py has them working).
+LOCAL_BACKEND = """
+[[operations]]
+include-tag = "Workflows"
+checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "501"]
+"""
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +63,7 @@ def _schemathesis(server: WesServer, workdir: Path, config: str = "") -> str:
     """Run ``st run`` against the served document; return its output, failing the test on any failure it reports."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_file = workdir / "schemathesis.toml"
-    config_file.write_text(config)
+    config_file.write_text(config + LOCAL_BACKEND)
     command = [str(ST), "--config-file", str(config_file), "--no-color", "run", server.url + "/openapi.json",
                "--header", f"Authorization: Bearer {TOKEN}", "--max-examples", str(EXAMPLES),
                "--checks", "all", "--exclude-checks", EXCLUDED_CHECKS, "--generation-database", "none",

@@ -33,11 +33,12 @@ from ..wes.models import (
     RunRecord,
     RunRequest,
     TaskRecord,
+    WorkflowRegistration,
 )
 from ..wes.pages import decode_token, encode_token
 from ..wes.states import State
 from ..wes.submission import Submission
-from . import files, image_pulls, runs, work
+from . import files, image_pulls, registrations, runs, work
 from .api import api_errors, client_for
 from .submit import ARVADOS_CWL_RUNNER, placeholder
 
@@ -227,6 +228,22 @@ class ArvadosBackend(Backend):
     def get_image_pull(self, pull_id: str) -> ImagePull:
         """A pull the caller may see."""
         return image_pulls.get(self.api, pull_id)
+
+    # ---- registered workflows ----------------------------------------------------------------
+
+    def register_workflow(self, submission: Submission, name: Optional[str], description: Optional[str],
+                          project_uuid: Optional[str], update_uuid: Optional[str] = None,
+                          credentials: Optional[Dict[str, AuthConfig]] = None) -> str:
+        """Register the workflow as the caller, in a process of its own (images into Keep, pins, a-c-r)."""
+        return registrations.start(self.api, self.config, submission.staging_dir, submission.workflow, str(self.token),
+                                   project_uuid=project_uuid, name=name, description=description,
+                                   update_uuid=update_uuid, credentials=credentials)
+
+    def get_workflow_registration(self, registration_id: str) -> WorkflowRegistration:
+        """A registration the caller may see, with the workflow's Workbench page when the cluster names Workbench 2."""
+        with api_errors("the cluster's configuration"):
+            workbench = str(((self.api.config().get("Services") or {}).get("Workbench2") or {}).get("ExternalURL") or "")
+        return registrations.get(self.api, registration_id, workbench)
 
     def list_images(self) -> Tuple[str, List[StoredImage]]:
         """The docker images the caller can read in Keep, by their arv-keepdocker links, newest first."""

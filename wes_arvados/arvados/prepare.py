@@ -92,7 +92,7 @@ def _mark(api: Any, run_id: str, **fields: Any) -> Dict[str, Any]:
         return previous
 
 
-def _images_into_keep(service: ImageService, workflow: Path, runner_image: str, log: Log,
+def images_into_keep(service: ImageService, workflow: Path, runner_image: str, log: Log,
                       credentials: Dict[str, AuthConfig]) -> Dict[str, str]:
     """Every image the workflow pulls, and the runner image, stored in Keep: image name → portable data hash."""
     pinned: Dict[str, str] = {}
@@ -136,7 +136,7 @@ def prepare(api: Any, submission: PreparationJob, settings: ImageSettings, log: 
                     note(line)
                 store = KeepImageStore(api, project_uuid=submission.project_uuid)
                 path, _, fragment = submission.workflow.partition("#")
-                pinned = _images_into_keep(ImageService(store, settings), submission.staged / path,
+                pinned = images_into_keep(ImageService(store, settings), submission.staged / path,
                                            submission.runner_image, note, submission.credentials)
                 pin_images(submission.staged, pinned)
                 kept = {key: value for key, value in properties.items() if isinstance(value, str) and
@@ -162,25 +162,31 @@ def prepare(api: Any, submission: PreparationJob, settings: ImageSettings, log: 
         raise
 
 
-def _submit(submission: PreparationJob) -> str:
-    """Run a-c-r as the caller, with a HOME of its own; its output, or `PreparationFailed` with it."""
-    job = submission.staged / ".wes-job.json"
-    job.write_text(json.dumps(submission.job))
+def run_a_c_r(command: List[str], cwd: Path, api_host: str, token: str, insecure: bool,
+              timeout: float) -> "subprocess.CompletedProcess[str]":
+    """Run a-c-r as the caller (token in its environment only), with a HOME of its own; `PreparationFailed`
+    with its output if it cannot run or fails."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARVADOS_")}
-    env.update(ARVADOS_API_HOST=submission.api_host, ARVADOS_API_TOKEN=submission.token,
-               ARVADOS_API_HOST_INSECURE="1" if submission.insecure else "0")
+    env.update(ARVADOS_API_HOST=api_host, ARVADOS_API_TOKEN=token, ARVADOS_API_HOST_INSECURE="1" if insecure else "0")
     env.pop("XDG_CACHE_HOME", None)
     with tempfile.TemporaryDirectory(prefix="wes-arvados-acr-") as home:
         env["HOME"] = home
-        command: List[str] = submit_command(submission.runner, submission.workflow, str(job), submission.run_id,
-                                            submission.runner_image, submission.project_uuid, submission.options)
         try:
-            done = subprocess.run(command, cwd=submission.staged, env=env, capture_output=True, text=True,
-                                  timeout=SUBMIT_SECONDS)
+            done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise PreparationFailed(f"arvados-cwl-runner could not run: {exc}") from None
-    output = (done.stderr + done.stdout).strip()
     if done.returncode != 0:
-        tail = " ".join(output.split())[-2000:]
+        tail = " ".join((done.stderr + done.stdout).split())[-2000:]
         raise PreparationFailed(f"arvados-cwl-runner exited {done.returncode}: {tail}")
-    return output
+    return done
+
+
+def _submit(submission: PreparationJob) -> str:
+    """Run a-c-r to commit the prepared run; its output, or `PreparationFailed` with it."""
+    job = submission.staged / ".wes-job.json"
+    job.write_text(json.dumps(submission.job))
+    command: List[str] = submit_command(submission.runner, submission.workflow, str(job), submission.run_id,
+                                        submission.runner_image, submission.project_uuid, submission.options)
+    done = run_a_c_r(command, submission.staged, submission.api_host, submission.token, submission.insecure,
+                     SUBMIT_SECONDS)
+    return (done.stderr + done.stdout).strip()

@@ -12,12 +12,13 @@ a CWL expression; `literal` escapes values so they arrive as written.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, MutableMapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, MutableMapping, Optional, Sequence
 
 from ..wes.engine_parameters import EngineOptions, Valued, integer_in, not_blank, one_of, positive_number
 from .pin import dump, round_trip
 
 PROPERTIES_HINT = "http://arvados.org/cwl#ProcessProperties"
+RUNNER_HINT = "http://arvados.org/cwl#WorkflowRunnerResources"
 RUNNER_OUTPUT = "/var/spool/cwl"  # where a-c-r's runner request writes; the placeholder's only mount
 
 _DOCKER = "it needs Docker on the server, which this server never uses"
@@ -96,22 +97,80 @@ def _main_process(document: Any, fragment: str) -> MutableMapping[str, Any]:
     return document
 
 
-def add_properties_hint(workflow: Path, fragment: str, properties: Dict[str, str]) -> None:
-    """Give the workflow's main process a ProcessProperties hint carrying `properties` literally."""
-    yaml = round_trip()
-    document = yaml.load(workflow.read_text(encoding="utf-8"))
-    process = _main_process(document, fragment)
-    hint = {"class": PROPERTIES_HINT, "processProperties": [
-        {"propertyName": name, "propertyValue": literal(value)} for name, value in properties.items()]}
+def _hint(process: MutableMapping[str, Any], cls: str) -> Optional[MutableMapping[str, Any]]:
+    """The process's hint of class `cls` (its fields, in either form), if it has one."""
+    hints = process.get("hints")
+    if isinstance(hints, list):
+        return next((h for h in hints if isinstance(h, MutableMapping) and h.get("class") == cls), None)
+    if isinstance(hints, MutableMapping):  # map form: {class name: fields}
+        found = hints.get(cls)
+        return found if isinstance(found, MutableMapping) else None
+    return None
+
+
+def _set_hint(process: MutableMapping[str, Any], cls: str, fields: Dict[str, Any], merge: bool) -> None:
+    """Give the process a hint of class `cls` with `fields`: merged into the one it has (`merge`), or replacing it."""
+    existing = _hint(process, cls)
+    if merge and existing is not None:
+        existing.update(fields)
+        return
     hints = process.get("hints")
     if hints is None:
-        process["hints"] = [hint]
+        process["hints"] = [{"class": cls, **fields}]
     elif isinstance(hints, list):
-        hints[:] = [h for h in hints if not (isinstance(h, MutableMapping) and h.get("class") == PROPERTIES_HINT)]
-        hints.append(hint)
-    else:  # map form: {class name: fields}
-        hints[PROPERTIES_HINT] = {k: v for k, v in hint.items() if k != "class"}
+        hints[:] = [h for h in hints if not (isinstance(h, MutableMapping) and h.get("class") == cls)]
+        hints.append({"class": cls, **fields})
+    else:
+        hints[cls] = dict(fields)
+
+
+def _edit_main_process(workflow: Path, fragment: str, edit: Callable[[MutableMapping[str, Any]], None]) -> None:
+    yaml = round_trip()
+    document = yaml.load(workflow.read_text(encoding="utf-8"))
+    edit(_main_process(document, fragment))
     dump(yaml, document, workflow)
+
+
+def add_properties_hint(workflow: Path, fragment: str, properties: Dict[str, str]) -> None:
+    """Give the workflow's main process a ProcessProperties hint carrying `properties` literally."""
+    fields = {"processProperties": [{"propertyName": name, "propertyValue": literal(value)}
+                                    for name, value in properties.items()]}
+    _edit_main_process(workflow, fragment, lambda process: _set_hint(process, PROPERTIES_HINT, fields, merge=False))
+
+
+def runner_image_hint(workflow: Path, fragment: str) -> Optional[str]:
+    """The runner image the workflow's main process names itself (``WorkflowRunnerResources.acrContainerImage``)."""
+    process = _main_process(round_trip().load(workflow.read_text(encoding="utf-8")), fragment)
+    value = (_hint(process, RUNNER_HINT) or {}).get("acrContainerImage")
+    return str(value) if value else None
+
+
+def pin_runner_image(workflow: Path, fragment: str, pdh: str) -> None:
+    """Name the runner image by its collection in the main process's WorkflowRunnerResources hint.
+
+    a-c-r's --create-workflow then resolves no runner image by name (which needs Docker) and
+    Workbench launches the registered workflow in that image; the hint's other fields stay.
+    """
+    _edit_main_process(workflow, fragment,
+                       lambda process: _set_hint(process, RUNNER_HINT, {"acrContainerImage": pdh}, merge=True))
+
+
+def register_command(runner: str, workflow: str, runner_pdh: str, project_uuid: Optional[str] = None,
+                     name: Optional[str] = None, update_uuid: Optional[str] = None) -> List[str]:
+    """The a-c-r command line that registers `workflow` (images and runner image pinned) as a workflows record.
+
+    ``--copy-deps`` is a-c-r's own default for registering, given explicitly so that it never
+    turns on matching images against a local Docker; with every image pinned nothing is
+    looked up by name. Without `project_uuid` an update keeps the workflow where it is.
+    """
+    command = [runner, f"--update-workflow={update_uuid}" if update_uuid else "--create-workflow",
+               "--api=containers", "--disable-color", "--disable-git", "--copy-deps",
+               f"--submit-runner-image={runner_pdh}"]
+    if project_uuid:
+        command.append(f"--project-uuid={project_uuid}")
+    if name:
+        command.append(f"--name={name}")
+    return command + [workflow]
 
 
 def submit_command(runner: str, workflow: str, job: str, run_id: str, runner_image: str,

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import cache, pull, run, serve
+from . import cache, pull, register, run, serve
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -14,7 +14,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="wes-arvados", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {"serve": serve.add_serve_parser(sub), "pull": pull.add_pull_parser(sub),
-                "cache": cache.add_cache_parser(sub), "run": run.add_run_parser(sub)}
+                "cache": cache.add_cache_parser(sub), "run": run.add_run_parser(sub),
+                "register": register.add_register_parser(sub)}
     args = parser.parse_args(argv)
     return commands[args.command](args)
 

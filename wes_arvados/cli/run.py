@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from ..client.dependencies import DependencyError, find
+from ..client.dependencies import Dependencies, DependencyError, find
 from ..client.follow import Interrupted, follow
 from ..client.multipart import MultipartBody
 from ..client.outputs import download_outputs
@@ -44,15 +44,9 @@ def add_run_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -
                             description=__doc__)
     parser.add_argument("workflow", nargs="?", help="the CWL document (a path, with #fragment if need be)")
     parser.add_argument("job", nargs="?", help="the inputs (YAML or JSON)")
-    parser.add_argument("--server", default=_first(SERVER_VARIABLES),
-                        help="the server, http(s)://host[:port] (default $WES_ARVADOS_SERVER or $WES_ENDPOINT)")
-    parser.add_argument("--token", default=_first(TOKEN_VARIABLES),
-                        help="the bearer token (default $WES_ARVADOS_TOKEN, else $ARVADOS_API_TOKEN)")
+    add_server_options(parser, "run")
     parser.add_argument("--outdir", default=".", help="where the outputs go (default: here)")
     parser.add_argument("--basedir", help="what relative input paths are relative to (default: the job's folder)")
-    parser.add_argument("--registry-config", action="append", default=[], metavar="CONFIG_JSON",
-                        help="a docker config.json: its credentials for the registries of the workflow's images "
-                             "(credHelpers, auths, credsStore) go with this run only; repeatable")
     parser.add_argument("--engine-parameter", action="append", default=[], metavar="OPTION[=VALUE]",
                         help="an engine option for the server to pass (workflow_engine_parameters), e.g. "
                              "--engine-parameter=--disable-reuse; repeatable")
@@ -60,8 +54,31 @@ def add_run_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     parser.add_argument("--cancel-on-interrupt", action="store_true",
                         help="Ctrl-C cancels the run at once (else a second Ctrl-C does)")
     parser.add_argument("--no-wait", action="store_true", help="print the run id once submitted, and exit")
-    parser.add_argument("--quiet", action="store_true", help="say nothing on stderr but errors")
     return run
+
+
+def add_server_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """The options every client command shares: the server, the caller's token, registry credentials, --quiet."""
+    parser.add_argument("--server", default=_first(SERVER_VARIABLES),
+                        help="the server, http(s)://host[:port] (default $WES_ARVADOS_SERVER or $WES_ENDPOINT)")
+    parser.add_argument("--token", default=_first(TOKEN_VARIABLES),
+                        help="the bearer token (default $WES_ARVADOS_TOKEN, else $ARVADOS_API_TOKEN)")
+    parser.add_argument("--registry-config", action="append", default=[], metavar="CONFIG_JSON",
+                        help="a docker config.json: its credentials for the registries of the workflow's images "
+                             f"(credHelpers, auths, credsStore) go with this {what} only; repeatable")
+    parser.add_argument("--quiet", action="store_true", help="say nothing on stderr but errors")
+
+
+def registry_auth(needs: Dependencies, config_files: List[str], say: Callable[[str], None],
+                  what: str) -> Optional[Dict[str, str]]:
+    """The X-Registry-Auth header for the registries of the workflow's images, saying which go (None: none)."""
+    if not config_files:
+        return None
+    registries = registries_of(needs.images)
+    auth, covered = registry_auth_header(registries, config_files)
+    say(f"registry credentials for {', '.join(covered)} go with this {what}" if covered else
+        f"--registry-config has no credentials for {', '.join(registries) or 'the workflow, which names no image'}")
+    return {REGISTRY_AUTH_HEADER: auth} if auth else None
 
 
 def _first(names: tuple) -> Optional[str]:
@@ -106,9 +123,9 @@ def run(args: argparse.Namespace) -> int:
     """Submit (or attach to a run), follow, download; the exit code as cwl-runner gives it."""
     say: Callable[[str], None] = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
     if not args.server:
-        return _fail("no server: give --server or set WES_ARVADOS_SERVER")
+        return fail("no server: give --server or set WES_ARVADOS_SERVER")
     if not args.workflow and not args.attach:
-        return _fail("name a workflow to run, or --attach RUN_ID")
+        return fail("name a workflow to run, or --attach RUN_ID")
     session = WesSession(args.server, args.token)
     try:
         run_id = args.attach or _submit(session, args, say)
@@ -125,11 +142,11 @@ def run(args: argparse.Namespace) -> int:
         if state == "EXECUTOR_ERROR":
             return exit_code if isinstance(exit_code, int) and exit_code > 0 else 1
         last = (log.get("system_logs") or [f"the run ended {state}"])[-1]
-        return _fail(f"run {run_id} ended {state}: {last}")
+        return fail(f"run {run_id} ended {state}: {last}")
     except (ClientError, DependencyError, ImageError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except KeyboardInterrupt:
-        return _fail("interrupted")
+        return fail("interrupted")
     finally:
         session.close()
 
@@ -146,15 +163,10 @@ def _submit(session: WesSession, args: argparse.Namespace, say: Callable[[str], 
         *([("workflow_engine_parameters", json.dumps(_engine_parameters(args.engine_parameter)))]
           if args.engine_parameter else [])],
         files=[("workflow_attachment", a.name, a.path) for a in needs.attachments])
-    auth = None
-    if args.registry_config:
-        registries = registries_of(needs.images)
-        auth, covered = registry_auth_header(registries, args.registry_config)
-        say(f"registry credentials for {', '.join(covered)} go with this run" if covered else
-            f"--registry-config has no credentials for {', '.join(registries) or 'the workflow, which names no image'}")
+    auth = registry_auth(needs, args.registry_config, say, "run")
     total = sum(a.path.stat().st_size for a in needs.attachments)
     say(f"uploading {len(needs.attachments)} files, {total} bytes, to {session.base}")
-    run_id = session.submit(body, {REGISTRY_AUTH_HEADER: auth} if auth else None, sent=_UploadProgress(total, say))
+    run_id = session.submit(body, auth, sent=_UploadProgress(total, say))
     say(f"submitted run {run_id}")
     return run_id
 
@@ -215,6 +227,7 @@ def _follow(session: WesSession, run_id: str, say: Callable[[str], None], cancel
                 from None
 
 
-def _fail(message: str) -> int:
-    print(f"wes-arvados run: {' '.join(message.split())}", file=sys.stderr)
+def fail(message: str, command: str = "run") -> int:
+    """Say on one line of stderr why `wes-arvados command` failed; the exit status 1."""
+    print(f"wes-arvados {command}: {' '.join(message.split())}", file=sys.stderr)
     return 1

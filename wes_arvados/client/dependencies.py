@@ -73,10 +73,11 @@ def _recording_fetcher(read: Set[Path]) -> Any:
     return Recording
 
 
-def documents_and_job(workflow: Path, fragment: str,
-                      job: Dict[str, Any]) -> Tuple[Set[Path], Dict[str, Any], List[ImageNeed]]:
+def documents_and_job(workflow: Path, fragment: str, job: Optional[Dict[str, Any]]
+                      ) -> Tuple[Set[Path], Dict[str, Any], List[ImageNeed]]:
     """The local files cwltool reads or its documents name (a requirement's listing, a default), `job`
-    as it binds it (file:// locations), and the images the workflow names."""
+    as it binds it (file:// locations; {} for no job: a workflow registered, its inputs given when
+    launched), and the images the workflow names."""
     from cwltool.context import LoadingContext, RuntimeContext
     from cwltool.load_tool import load_tool
     from cwltool.workflow import default_make_tool
@@ -92,6 +93,8 @@ def documents_and_job(workflow: Path, fragment: str,
             tool = load_tool(uri, loading)
             images = images_in(tool, uri)
             named = _named_by_documents(tool.doc_loader.idx if tool.doc_loader is not None else {})
+            if job is None:
+                return read | named, {}, images
             namespaces: Dict[str, str] = {**dict(tool.metadata.get("$namespaces") or {}),  # type: ignore[arg-type]
                                           **(job.get("$namespaces") or {})}
             given = _expanded(job, namespaces)
@@ -278,15 +281,19 @@ def _expanded(job: Dict[str, Any], namespaces: Dict[str, str]) -> Dict[str, Any]
     return {k: fix(v) for k, v in job.items() if not k.startswith("$")}
 
 
-def find(workflow: Path, job: Optional[Dict[str, Any]] = None, job_dir: Optional[Path] = None) -> Dependencies:
-    """Everything `workflow` run with `job` (relative locations against `job_dir`) needs sent, and how to name it."""
+def find(workflow: Path, job: Optional[Dict[str, Any]] = None, job_dir: Optional[Path] = None,
+         bind: bool = True) -> Dependencies:
+    """Everything `workflow` run with `job` (relative locations against `job_dir`) needs sent, and how to name it.
+
+    Without `bind` no job is bound (a workflow registered: its inputs are given when it is launched).
+    """
     fragment = ""
     text = str(workflow)
     if "#" in text:
         text, fragment = text.split("#", 1)
     workflow = Path(text).resolve()
     given = _absolute_job(job or {}, (job_dir or Path.cwd()).resolve())
-    documents, bound, images = documents_and_job(workflow, fragment, given)
+    documents, bound, images = documents_and_job(workflow, fragment, given if bind else None)
     documents.add(workflow)
     files = documents | _inputs(given) | _inputs(bound)
     missing = sorted(str(p) for p in files if not p.is_file())

@@ -80,17 +80,22 @@ class WesSession:
             raise ClientError(f"{self.base} answered what is not a JSON object")
         return value
 
-    def submit(self, body: MultipartBody, headers: Optional[Dict[str, str]] = None,
-               sent: Callable[[int], None] = lambda n: None) -> str:
-        """POST /runs with `body` streamed from disk; the run's id."""
+    def send_form(self, method: str, path: str, body: MultipartBody, headers: Optional[Dict[str, str]] = None,
+                  sent: Callable[[int], None] = lambda n: None, expect: int = 200) -> Dict[str, Any]:
+        """`method` `path` with the multipart `body` streamed from disk; the JSON answer."""
         head = {**self.headers, **(headers or {}), "Content-Type": body.content_type,
                 "Content-Length": str(body.length())}
         try:
-            response = self.http.request("POST", self.base + "/runs", head, body.chunks(sent), timeout=3600)
-            status, answer = response.status, read_capped(response, MAX_ANSWER, "the answer to POST /runs")
+            response = self.http.request(method, self.base + path, head, body.chunks(sent), timeout=3600)
+            status, answer = response.status, read_capped(response, MAX_ANSWER, f"the answer to {method} {path}")
         except TransportError as exc:
             raise ClientError(f"{self.base}: {exc}") from None
-        run_id = self._json(status, answer, 200).get("run_id")
+        return self._json(status, answer, expect)
+
+    def submit(self, body: MultipartBody, headers: Optional[Dict[str, str]] = None,
+               sent: Callable[[int], None] = lambda n: None) -> str:
+        """POST /runs with `body` streamed from disk; the run's id."""
+        run_id = self.send_form("POST", "/runs", body, headers, sent).get("run_id")
         if not isinstance(run_id, str):
             raise ClientError(f"{self.base} answered POST /runs with no run_id")
         return run_id

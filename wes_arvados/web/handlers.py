@@ -21,7 +21,7 @@ from ..wes.models import Listing
 from ..wes.pages import page_size as _page_size
 from ..wes.service_info import service_info
 from ..wes.states import State
-from ..wes.submission import Attachment, check_engine, parse_submission
+from ..wes.submission import Attachment, Submission, check_engine, parse_submission
 from . import shape
 from .app import EXTENSION_KEY
 from .workflow_url import download_workflow_url
@@ -93,23 +93,64 @@ def _form() -> Tuple[Dict[str, str], List[Attachment]]:
     return form, attachments
 
 
+def _staged(form: Dict[str, str], attachments: List[Attachment], config: Config) -> Submission:
+    """The request's fields checked and its files staged (an http(s) workflow_url fetched within the limits)."""
+    return parse_submission(
+        form, attachments, config.staging_dir / uuid.uuid4().hex, config.allowed_dirs,
+        lambda url, dest: download_workflow_url(url, dest, config.fetch_max_bytes, config.fetch_timeout,
+                                                config.fetch_guard),
+        config.limits,
+    )
+
+
 def run_workflow(*_args: Any, **_kwargs: Any) -> Dict[str, str]:
     """RunWorkflow: stage the request, hand it to the backend, return the run id."""
     backend, config = _context()
     credentials = _registry_credentials()  # before anything is staged
     form, attachments = _form()
     check_engine(form.get("workflow_engine"), form.get("workflow_engine_version"), backend.engine_versions())
-    submission = parse_submission(
-        form, attachments, config.staging_dir / uuid.uuid4().hex, config.allowed_dirs,
-        lambda url, dest: download_workflow_url(url, dest, config.fetch_max_bytes, config.fetch_timeout,
-                                                config.fetch_guard),
-        config.limits,
-    )
+    submission = _staged(form, attachments, config)
     try:
         run_id = backend.submit(submission, credentials)
     finally:
         submission.discard()
     return {"run_id": run_id}
+
+
+REGISTRATION_FIELDS = ("name", "description", "project_uuid")
+
+
+def _registration(update_uuid: Optional[str]) -> Tuple[Dict[str, str], int]:
+    """Stage the workflow's files and hand them to the backend to register; 202 with the registration's id."""
+    backend, config = _context()
+    credentials = _registry_credentials()  # before anything is staged
+    form, attachments = _form()
+    fields = {key: (form.pop(key, "") or "").strip() or None for key in REGISTRATION_FIELDS}
+    if "workflow_params" in form:
+        raise BadRequest("workflow_params is for runs: a registered workflow's inputs are given when it is launched")
+    submission = _staged(form, attachments, config)
+    try:
+        registration_id = backend.register_workflow(submission, fields["name"], fields["description"],
+                                                    fields["project_uuid"], update_uuid, credentials)
+    finally:
+        submission.discard()
+    return {"registration_id": registration_id}, 202
+
+
+def register_workflow(*_args: Any, **_kwargs: Any) -> Tuple[Dict[str, str], int]:
+    """RegisterWorkflow (extension): register a workflow in Arvados, outside the request."""
+    return _registration(None)
+
+
+def update_workflow(id: str, *_args: Any, **_kwargs: Any) -> Tuple[Dict[str, str], int]:  # noqa: A002 - the path's
+    """UpdateWorkflow (extension): register new files for the workflow `id`, keeping its uuid."""
+    return _registration(id)
+
+
+def get_workflow_registration(id: str) -> Dict[str, Any]:  # noqa: A002 - the path's name
+    """GetWorkflowRegistration (extension)."""
+    backend, _ = _context()
+    return backend.get_workflow_registration(id).to_json()
 
 
 def get_run_log(run_id: str) -> Dict[str, Any]:

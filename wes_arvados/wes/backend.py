@@ -10,7 +10,8 @@ from ..images.reference import Reference
 from ..images.registry import AuthConfig
 from ..images.stores.base import StoredImage
 from .caller import Caller
-from .models import Content, ImagePull, Output, Page, RunRecord, TaskRecord
+from ..errors import NotSupported
+from .models import Content, ImagePull, Output, Page, RunRecord, TaskRecord, WorkflowRegistration
 from .states import State
 from .submission import Submission
 
@@ -123,6 +124,21 @@ class Backend(ABC):
 
         `project_uuid` is where in an Arvados store the image goes; a store without projects refuses it.
         """
+
+    def register_workflow(self, submission: Submission, name: Optional[str], description: Optional[str],
+                          project_uuid: Optional[str], update_uuid: Optional[str] = None,
+                          credentials: Optional[Dict[str, AuthConfig]] = None) -> str:
+        """Register the submitted workflow where users launch it (Workbench); the registration's id at once.
+
+        `update_uuid` names a registered workflow to replace, keeping its uuid. Only a
+        backend whose system has registered workflows (Arvados) does this.
+        """
+        raise NotSupported("registering workflows is for the Arvados backend: this server runs workflows itself, "
+                           "so there is nowhere to register them")
+
+    def get_workflow_registration(self, registration_id: str) -> WorkflowRegistration:
+        """A registration's state and, once COMPLETE, the workflow's uuid and Workbench URL."""
+        raise NotSupported("registering workflows is for the Arvados backend: this server has no registrations")
 
     @abstractmethod
     def get_image_pull(self, pull_id: str) -> ImagePull:

@@ -162,3 +162,25 @@ class ImagePull:
     def to_json(self) -> Dict[str, Any]:
         """As the API returns it (unset fields left out)."""
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class WorkflowRegistration:
+    """One registration of a workflow in Arvados (``POST /workflows``, ``PUT /workflows/{uuid}``)."""
+
+    id: str
+    name: str
+    state: str  # QUEUED, RUNNING, COMPLETE or SYSTEM_ERROR
+    submitted_time: str
+    end_time: Optional[str] = None
+    project_uuid: Optional[str] = None
+    update_uuid: Optional[str] = None  # the workflow an update replaces
+    workflow_uuid: Optional[str] = None
+    workbench_url: Optional[str] = None
+    images: Dict[str, str] = field(default_factory=dict)  # image name → the portable data hash it is pinned by
+    error: Optional[str] = None
+    system_logs: List[str] = field(default_factory=list)
+
+    def to_json(self) -> Dict[str, Any]:
+        """As the API returns it (unset fields left out)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
