@@ -38,7 +38,7 @@ from ..images.registry import Registry
 from ..wes import WesClient, WesServer
 from .double import ArvadosDouble
 from .test_backend import _client, _tool_workflow, server  # noqa: F401  (a fixture)
-from .test_double import WORKFLOW, Client, new_user, share, unique
+from .test_double import WORKFLOW, Client, container_request, make_image, new_user, share, unique
 from .test_prepare import RUNNER_IMAGE, _settings
 
 PINNED = "http://arvados.org/cwl#dockerCollectionPDH"
@@ -173,7 +173,7 @@ def _registered(client: WesClient, answer: requests.Response, timeout: float = 1
 
 def test_post_and_put_workflows_register_through_the_server_and_answer_the_workbench_url(
         server: WesServer, arvados_double: ArvadosDouble, arvados_client: Client, registry: Registry,  # noqa: F811
-        image_factory: ImageFactory, tmp_path: Path) -> None:  # noqa: F811
+        image_factory: ImageFactory, hello_world_image: Dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
     owner, project = _author(arvados_double, arvados_client)
     tool = _tool_workflow(registry, image_factory, tmp_path / "wf.cwl")
     client = _client(server, owner["token"])
@@ -200,6 +200,23 @@ def test_post_and_put_workflows_register_through_the_server_and_answer_the_workb
         timeout=60))
     assert again["state"] == COMPLETE and again["workflow_uuid"] == uuid and "workbench_url" not in again, again
     assert owner["api"].workflows().get(uuid=uuid).execute()["name"] == "greeter 2"
+
+    # Launched from Workbench: the gateway shows the run by its uuid, with its tasks, and does not list it.
+    launch = _launch(owner["api"], owner["api"].workflows().get(uuid=uuid).execute(), project["uuid"])
+    arvados_double.set_container_state(launch["container_uuid"], "Running")
+    image = make_image(owner["api"], hello_world_image, [])["portable_data_hash"]
+    runner_api = arvados_client(arvados_double.container_token(launch["container_uuid"]))
+    step = runner_api.container_requests().create(body=container_request(image, name="echo")).execute()
+    arvados_double.set_container_state(step["container_uuid"], "Complete", exit_code=0,
+                                       log={"stdout.txt": "hi\n", "stderr.txt": ""})
+    arvados_double.set_container_state(launch["container_uuid"], "Complete", exit_code=0,
+                                       log={"stderr.txt": "INFO done\n"},
+                                       output={"cwl.output.json": json.dumps({})})
+    shown = client.wait(launch["uuid"], timeout=30)
+    assert shown["state"] == "COMPLETE" and shown["run_log"]["exit_code"] == 0, shown
+    assert (shown["request"]["workflow_url"], shown["request"]["workflow_params"]) == (uuid, {"message": "hi"})
+    assert [t["name"] for t in client.get(f"/runs/{launch['uuid']}/tasks").json()["task_logs"]] == ["echo"]
+    assert launch["uuid"] not in [r["run_id"] for r in client.get("/runs").json()["runs"]]
 
     stranger = _client(server, new_user(arvados_double, arvados_client, "stranger")["token"])
     assert stranger.get(f"/workflows/{registration['id']}").status_code == 404

@@ -162,7 +162,7 @@ class ArvadosBackend(Backend):
         properties = request.get("properties") or {}
         state = runs.run_state(request, container)
         return RunRecord(
-            run_id=run_id, state=state, request=RunRequest(**_request_fields(runs.request_of(properties))),
+            run_id=run_id, state=state, request=RunRequest(**_request_fields(runs.run_request_of(request))),
             submitted_time=request["created_at"], start_time=(container or {}).get("started_at"),
             end_time=(container or {}).get("finished_at"), exit_code=(container or {}).get("exit_code"),
             cmd=list((container or request).get("command") or []), system_logs=runs.system_logs(properties),

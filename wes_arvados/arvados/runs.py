@@ -5,7 +5,10 @@ from the staged workflow's ``http://arvados.org/cwl#ProcessProperties`` hint ont
 the request it commits): the marker `RUN_PROPERTY`, one ``wes_arvados_tag:<key>``
 property per tag (so that a tag filter is an Arvados filter), the request as
 submitted, and, before a-c-r commits it, the server's preparation with its heartbeat.
-Everything here reads with the caller's own API client: Arvados' permissions decide.
+Workbench's launch of a registered workflow (a runner request with the workflow's
+uuid as ``template_uuid``) is read as a run too, by its uuid, though ListRuns
+lists only the marked runs. Everything here reads with the caller's own API client:
+Arvados' permissions decide.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ RUN_PROPERTY = "wes_arvados_run"  # its value: the version of this layout
 RUN_LAYOUT = "1"
 TAG_PREFIX = "wes_arvados_tag:"
 REQUEST_PROPERTY = "wes_arvados_request"
+# Workbench 2 launches a registered workflow with the workflow's uuid in this property of its runner request.
+LAUNCH_PROPERTY = "template_uuid"
+RUNNER_COMMAND = "arvados-cwl-runner"
 LOG_PROPERTY = "wes_arvados_system_logs"  # the preparation's lines (JSON), carried onto the committed request
 # {"state": queued|preparing|submitting|failed|canceled, "heartbeat", "stale_after", "message"}
 PREPARATION_PROPERTY = "wes_arvados_preparation"
@@ -55,6 +61,25 @@ def request_of(properties: Dict[str, Any]) -> Dict[str, Any]:
     except (TypeError, ValueError):
         return {}
     return request if isinstance(request, dict) else {}
+
+
+def is_launch(request: Dict[str, Any]) -> bool:
+    """Whether a container request is Workbench's launch of a registered workflow: a runner, with the workflow's uuid."""
+    properties = request.get("properties") or {}
+    return bool(properties.get(LAUNCH_PROPERTY)) and list(request.get("command") or [])[:1] == [RUNNER_COMMAND]
+
+
+def run_request_of(request: Dict[str, Any]) -> Dict[str, Any]:
+    """The RunWorkflow fields of a run: as it was submitted, or, for a launch, the registered workflow and the inputs."""
+    properties = request.get("properties") or {}
+    if RUN_PROPERTY in properties or not is_launch(request):
+        return request_of(properties)
+    mounts = request.get("mounts") or {}
+    definition = (mounts.get("/var/lib/cwl/workflow.json") or {}).get("content") or {}
+    inputs = (mounts.get("/var/lib/cwl/cwl.input.json") or {}).get("content") or {}
+    return {"workflow_url": str(properties[LAUNCH_PROPERTY]), "workflow_type": "CWL",
+            "workflow_type_version": str(definition.get("cwlVersion") or "") if isinstance(definition, dict) else "",
+            "workflow_params": inputs if isinstance(inputs, dict) else {}}
 
 
 def tags_of(properties: Dict[str, Any]) -> Dict[str, str]:
@@ -198,7 +223,7 @@ def request_and_container(api: Any, run_id: str) -> Tuple[Dict[str, Any], Option
     """A WES run's request and its container; `NotFound` if the caller cannot see it or it is no WES run."""
     with api_errors(f"no run with id {run_id!r}"):
         request = api.container_requests().get(uuid=run_id).execute()
-    if RUN_PROPERTY not in (request.get("properties") or {}):
+    if RUN_PROPERTY not in (request.get("properties") or {}) and not is_launch(request):
         raise NotFound(f"no run with id {run_id!r}")
     container = None
     if request.get("container_uuid"):
