@@ -7,7 +7,6 @@ registries, the token server, the fault proxy and small registries of our own.
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,12 +44,10 @@ def test_a_token_realm_at_a_metadata_address_is_refused_and_nothing_is_stored(
     realm = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
     fault_proxy.add_rule("^/v2/$", Status(401, headers={"WWW-Authenticate": f'Bearer realm="{realm}",service="x"'}),
                          times=None)
-    started = time.monotonic()
     with pytest.raises(RegistryError) as caught:
         # Even with every private range allowed: a metadata address must be named alone.
         pull(parse_normalized_named(f"{fault_proxy.host}/{repo}:v1"), tmp_path / "out.tar",
              PullOptions(cache_dir=tmp_path / "cache", registry=guarded("0.0.0.0/0", "::/0")))
-    assert time.monotonic() - started < 5  # refused, not attempted
     message = str(caught.value)
     assert f"token request to {realm}" in message
     assert "169.254.169.254:80 is refused: 169.254.169.254 is a cloud metadata address" in message
@@ -104,8 +101,6 @@ def test_a_registry_an_image_names_may_be_private_but_never_a_metadata_address(f
                                                                                pushed: Image) -> None:
     reference = parse_normalized_named(f"{fault_proxy.host}/{repo}:v1")
     assert read_image(Repository(reference, guarded())) == contents(pushed)  # loopback: the image policy's
-    started = time.monotonic()
     with pytest.raises(RegistryError, match="169.254.169.254:80 is refused: 169.254.169.254 is a cloud metadata"):
         Repository(parse_normalized_named("169.254.169.254:80/latest/meta-data:v1"), guarded("0.0.0.0/0")
                    ).get_manifest("v1")
-    assert time.monotonic() - started < 5

@@ -89,11 +89,9 @@ def record(api: Any, registration_id: str, **fields: Any) -> Dict[str, Any]:
             return dict(api.links().update(uuid=registration_id, body={"properties": properties}).execute())
 
 
-def _register(job: RegistrationJob) -> str:
+def _register(job: RegistrationJob, runner_pdh: str) -> str:
     """Run a-c-r as the caller on the pinned files, with no Docker; the workflow's uuid (the last line it prints)."""
-    path, _, fragment = job.workflow.partition("#")
-    command = register_command(job.runner, job.workflow, str(runner_image_hint(job.staged / path, fragment)),
-                               job.project_uuid, job.name, job.update_uuid)
+    command = register_command(job.runner, job.workflow, runner_pdh, job.project_uuid, job.name, job.update_uuid)
     done = run_a_c_r(command, job.staged, job.api_host, job.token, job.insecure, REGISTER_SECONDS)
     lines = done.stdout.strip().splitlines()
     if not lines:
@@ -123,7 +121,7 @@ def run(api: Any, service: ImageService, job: RegistrationJob, heartbeat_seconds
             pinned = images_into_keep(service, job.staged / path, runner_image, note, job.credentials)
             pin_images(job.staged, pinned)
             pin_runner_image(job.staged / path, fragment, pinned[runner_image])
-            workflow_uuid = _register(job)
+            workflow_uuid = _register(job, pinned[runner_image])
             if job.description is not None:
                 with api_errors(f"workflow {workflow_uuid} is gone"):
                     api.workflows().update(uuid=workflow_uuid,
