@@ -24,7 +24,7 @@ from wes_arvados.fetch_guard import FetchGuard, FetchRefused, refusal
 from wes_arvados.http import CertificateRejected, Client, read_capped
 
 from .images.test_registry_transport import TLSServer, _certificate
-from .threaded import ThreadedServer
+from .threaded import ThreadedServer, redirected
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -40,11 +40,7 @@ class Recorder(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         with self.lock:
             type(self).seen.append(f"{self.server.server_address[0]} {self.path}")
-        if self.path.startswith("/to/"):
-            self.send_response(302)
-            self.send_header("Location", self.path[len("/to/"):])
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+        if redirected(self):
             return
         body = str(self.server.server_address[0]).encode()
         self.send_response(200)

@@ -9,6 +9,17 @@ from typing import Optional, Type, TypeVar
 T = TypeVar("T", bound="ThreadedServer")
 
 
+def redirected(handler: BaseHTTPRequestHandler) -> bool:
+    """Answer ``/to/<url>`` with a 302 to `<url>` and say so; any other path is left to the caller."""
+    if not handler.path.startswith("/to/"):
+        return False
+    handler.send_response(302)
+    handler.send_header("Location", handler.path[len("/to/"):])
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()
+    return True
+
+
 class ThreadedServer:
     """Owns a `ThreadingHTTPServer` on a loopback address (127.0.0.1 unless told); `start`/`stop`, or use it as a context manager."""
 

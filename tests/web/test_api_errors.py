@@ -99,6 +99,12 @@ def test_unknown_task_and_output_of_a_real_run_are_404(client):
         response = client.get(f"/runs/{run_id}/outputs/{escape}")
         assert response.status_code == 404, (escape, response.text)
         assert "workflow_params" not in response.text
+    # Names no file system holds (over 255 bytes): 404s, not the 500 of ENAMETOOLONG.
+    long_name = "T\u0301o" * 120
+    _assert_error(client.get(f"/runs/{run_id}/tasks/{long_name}/logs/stderr"), 404, "has no task")
+    _assert_error(client.get(f"/runs/{run_id}/tasks/0001.stdout/logs/stderr"), 404, "has no task")
+    _assert_error(client.get(f"/runs/{run_id}/outputs/{long_name}"), 404, "has no output")
+    _assert_error(client.get(f"/runs/{run_id}/outputs/{long_name}/x"), 404, "has no output")
 
 
 def test_oversized_upload_is_413_and_stores_nothing(tmp_path: Path):

@@ -20,6 +20,7 @@ from wes_arvados.images.cwl import ImageNeed
 from wes_arvados.images.errors import ImageError
 from wes_arvados.local.images import _load
 
+from ..threaded import redirected
 from ..wes import DATA, WesClient, WesServer
 
 FORM = {"workflow_type": "CWL", "workflow_type_version": "v1.2", "workflow_params": '{"name": "web"}'}
@@ -38,11 +39,7 @@ class Serving(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:
         type(self).seen.append(f"{self.server.server_address[1]} {self.path}")
-        if self.path.startswith("/to/"):
-            self.send_response(302)
-            self.send_header("Location", self.path[len("/to/"):])
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+        if redirected(self):
             return
         super().do_GET()
 

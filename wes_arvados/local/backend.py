@@ -47,7 +47,7 @@ from .rundir import RunDir, read_json, write_json
 from .runtime import detect_runtime
 from .scheduler import Scheduler
 from .store import RunStore
-from .tasklog import read_tasks
+from .tasklog import is_task_id, read_tasks
 
 
 @lru_cache(maxsize=None)
@@ -201,7 +201,7 @@ class LocalBackend(Backend):
         if task_id is None:
             path = run.run_log(stream)
         else:
-            if "/" in task_id or task_id.startswith("."):
+            if not is_task_id(task_id):
                 raise NotFound(f"run {run_id!r} has no task {task_id!r}")
             path = run.task_log(task_id, stream)
         if not path.is_file():
@@ -212,8 +212,12 @@ class LocalBackend(Backend):
         """An output file or directory; never a path outside the run's output directory."""
         self.store.get(run_id, self._owner)
         root = self.run_dir(run_id).outputs.resolve()
-        path = (root / relpath).resolve()
-        if not str(path).startswith(str(root) + os.sep) or not (path.is_file() or path.is_dir()):
+        try:
+            path = (root / relpath).resolve()
+            found = str(path).startswith(str(root) + os.sep) and (path.is_file() or path.is_dir())
+        except OSError:  # a name the file system cannot hold (too long, a NUL) names no output
+            found = False
+        if not found:
             raise NotFound(f"run {run_id!r} has no output {relpath!r}")
         if path.is_dir():
             entries = [Entry(e.name, e.is_dir(), None if e.is_dir() else e.stat().st_size)

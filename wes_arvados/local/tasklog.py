@@ -27,6 +27,11 @@ def task_log_path(run_dir: PathLike, task_id: str, stream: str) -> Path:
     return Path(run_dir) / TASKS_DIR / f"{task_id}.{stream}"
 
 
+def is_task_id(task_id: str) -> bool:
+    """Whether `task_id` has the form this module gives ids (digits); anything else names no file."""
+    return task_id.isascii() and task_id.isdigit() and len(task_id) <= 20
+
+
 def _id_number(task_id: str) -> int:
     try:
         return int(task_id)
