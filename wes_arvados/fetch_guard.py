@@ -33,7 +33,7 @@ import ipaddress
 import re
 import socket
 import threading
-from typing import Iterable, List, Optional, Set, Tuple, Union
+from typing import Any, Iterable, List, Optional, Set, Tuple, Union
 
 from urllib3.util.connection import allowed_gai_family
 
@@ -220,20 +220,54 @@ class FetchGuard:
         private, but not a metadata address or name unless an entry names it.
         """
         name = _name(host)
-        named = self._named(name, port)
-        if name in METADATA_NAMES and not named:
-            raise FetchRefused(self._message(name, port, f"{name} is a cloud metadata name", metadata=True))
+        self._check_name(name, port)
         found: List[str] = []
         for _family, _type, _proto, _canon, sockaddr in socket.getaddrinfo(name, port, allowed_gai_family(),
                                                                            socket.SOCK_STREAM):
             address = str(sockaddr[0])
             if address not in found:
                 found.append(address)
-        if not named:
-            trusted = self._is_trusted(name, port)
-            for address in found:
-                self.check_address(ipaddress.ip_address(address), name, port, metadata_only=trusted)
+        self._check_found(name, port, found)
         return found
+
+    def _check_name(self, name: str, port: int) -> None:
+        """`FetchRefused` for a cloud metadata name that no entry names."""
+        if name in METADATA_NAMES and not self._named(name, port):
+            raise FetchRefused(self._message(name, port, f"{name} is a cloud metadata name", metadata=True))
+
+    def _check_found(self, name: str, port: int, found: Iterable[str]) -> None:
+        """`FetchRefused` unless every address `name` resolved to may be fetched from."""
+        if self._named(name, port):
+            return
+        trusted = self._is_trusted(name, port)
+        for address in found:
+            self.check_address(ipaddress.ip_address(address), name, port, metadata_only=trusted)
+
+    def guard_resolution(self) -> None:
+        """Check every name this process resolves from now on, as `addresses` does, the process being one that fetches
+        what its users name through code that is not ours (the local runner: cwltool reads a run's remote documents
+        and inputs, and follows their redirects).
+
+        Each answer is checked before it is used to connect, so a name cannot
+        rebind between check and connect. A refusal is a `socket.gaierror`
+        carrying the reason, which HTTP libraries report as a failed connection.
+        """
+        resolve = socket.getaddrinfo
+
+        def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+            if host is None:  # a listening socket's wildcard
+                return resolve(host, port, *args, **kwargs)
+            name = _name(host.decode("idna") if isinstance(host, bytes) else str(host))
+            number = int(port) if str(port).isdigit() else 0
+            try:
+                self._check_name(name, number)
+                answers = resolve(host, port, *args, **kwargs)
+                self._check_found(name, number, {str(answer[4][0]) for answer in answers})
+            except FetchRefused as exc:
+                raise socket.gaierror(socket.EAI_FAIL, str(exc)) from None
+            return answers
+
+        socket.getaddrinfo = getaddrinfo
 
     def check_proxied(self, host: str, port: int) -> None:
         """Check a host that a proxy will resolve and connect to: nothing can be pinned here.

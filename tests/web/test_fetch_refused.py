@@ -8,6 +8,7 @@ through the local backend's own loading step.
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import threading
 from pathlib import Path
@@ -83,10 +84,15 @@ def _submit(server: WesServer, url: str) -> dict:
     return {"status": response.status_code, **response.json()}
 
 
-def _nothing_left(server: WesServer) -> None:
+def _runs(server: WesServer) -> list:
+    return WesClient(server.url).get("/runs").json()["runs"]
+
+
+def _nothing_left(server: WesServer, runs: int = 0) -> None:
+    """Nothing staged, and no more than the `runs` the server had before."""
     staging = server.state_dir / "staging"
     assert not staging.exists() or os.listdir(staging) == []
-    assert WesClient(server.url).get("/runs").json()["runs"] == []
+    assert len(_runs(server)) == runs
 
 
 @pytest.mark.parametrize("host, said", [
@@ -156,3 +162,76 @@ def test_a_docker_load_url_at_a_private_address_is_refused_and_nothing_is_downlo
         "loopback address; this server does not fetch from loopback, link-local, private or cloud metadata "
         "addresses (the operator may allow-list it in the fetch_allow setting)")
     assert Serving.seen == [] and os.listdir(work) == []
+
+
+SIZE_TOOL = """cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: [wc, -c]
+inputs:
+  f: {type: File, inputBinding: {position: 1}}
+stdout: size.txt
+outputs:
+  size: {type: stdout}
+"""
+
+
+def _submit_files(server: WesServer, workflow: str, params: dict) -> dict:
+    client = WesClient(server.url)
+    form = {**FORM, "workflow_url": "main.cwl", "workflow_params": json.dumps(params)}
+    response = client.http.post(client.url + "/runs", data=form, files=[("workflow_attachment", ("main.cwl", workflow))],
+                                timeout=60)
+    return {"status": response.status_code, **response.json()}
+
+
+def test_a_step_run_from_a_loopback_url_is_refused_at_submission(server: WesServer,
+                                                                 other: http.server.ThreadingHTTPServer) -> None:
+    Serving.seen = []
+    runs = len(_runs(server))
+    url = f"http://127.0.0.1:{other.server_address[1]}/hello.cwl"
+    workflow = ("cwlVersion: v1.2\nclass: Workflow\ninputs: {name: string}\noutputs: {}\n"
+                f"steps:\n  s:\n    run: {url}\n    in: {{name: name}}\n    out: []\n")
+    answer = _submit_files(server, workflow, {"name": "x"})
+    assert answer["status"] == 400, answer
+    assert answer["msg"].startswith(f"workflow document 'main.cwl' (run) {url!r} will not be fetched: "
+                                    f"127.0.0.1:{other.server_address[1]} is refused: 127.0.0.1 is a loopback address")
+    assert Serving.seen == []
+    _nothing_left(server, runs)
+
+
+@pytest.mark.parametrize("host", ["169.254.169.254", "metadata.google.internal"])
+def test_an_input_file_at_a_metadata_address_is_refused_at_submission(server: WesServer, host: str) -> None:
+    runs = len(_runs(server))
+    url = f"http://{host}/latest/meta-data/iam"
+    answer = _submit_files(server, SIZE_TOOL, {"f": {"class": "File", "location": url}})
+    assert answer["status"] == 400, answer
+    assert answer["msg"].startswith(f"input location {url!r} will not be fetched: {host}:80 is refused: ")
+    assert "cloud metadata" in answer["msg"]
+    _nothing_left(server, runs)
+
+
+def test_an_input_file_redirected_to_a_refused_host_is_refused_when_the_engine_fetches_it(
+        server: WesServer, allowed: http.server.ThreadingHTTPServer, other: http.server.ThreadingHTTPServer) -> None:
+    """The redirect is not known at submission: the runner's own resolver check refuses the second host."""
+    Serving.seen = []
+    target = f"http://127.0.0.1:{other.server_address[1]}/hello.cwl"
+    answer = _submit_files(server, SIZE_TOOL, {"f": {
+        "class": "File", "location": f"http://127.0.0.1:{allowed.server_address[1]}/to/{target}"}})
+    assert answer["status"] == 200, answer
+    client = WesClient(server.url)
+    log = client.wait(answer["run_id"])
+    assert log["state"] in ("EXECUTOR_ERROR", "SYSTEM_ERROR"), log["state"]
+    stderr = " ".join(client.http.get(log["run_log"]["stderr"], timeout=30).text.split())  # cwltool wraps lines
+    assert f"127.0.0.1:{other.server_address[1]} is refused: 127.0.0.1 is a loopback address" in stderr, stderr[-3000:]
+    assert Serving.seen == [f"{allowed.server_address[1]} /to/{target}"]  # the other server was never asked
+
+
+def test_an_input_file_at_an_allow_listed_host_is_fetched_by_the_engine(
+        server: WesServer, allowed: http.server.ThreadingHTTPServer) -> None:
+    answer = _submit_files(server, SIZE_TOOL, {"f": {
+        "class": "File", "location": f"http://127.0.0.1:{allowed.server_address[1]}/hello.cwl"}})
+    assert answer["status"] == 200, answer
+    client = WesClient(server.url)
+    log = client.wait(answer["run_id"])
+    assert log["state"] == "COMPLETE", client.http.get(log["run_log"]["stderr"], timeout=30).text[-3000:]
+    size = client.http.get(log["outputs"]["size"]["location"], timeout=30).text
+    assert size.split()[0] == str((DATA / "hello.cwl").stat().st_size)

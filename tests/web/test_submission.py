@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from wes_arvados.errors import BadRequest, TooLarge
+from wes_arvados.fetch_guard import FetchGuard
 from wes_arvados.wes.limits import Limits
 from wes_arvados.wes.submission import (
     Attachment,
@@ -116,6 +118,27 @@ def test_input_locations_outside_attachments_are_refused(tmp_path, location):
 def test_remote_input_locations_are_left_to_the_engine(tmp_path):
     params = {"a": {"class": "File", "location": "https://example.org/x.txt"}}
     assert resolve_locations(params, tmp_path, [])["a"]["location"] == "https://example.org/x.txt"
+
+
+@pytest.mark.parametrize("location, said", [
+    ("http://10.1.2.3/x.txt", "10.1.2.3:80 is refused: 10.1.2.3 is a private address (RFC 1918)"),
+    ("https://[::1]:8443/x", "[::1]:8443 is refused: ::1 is a loopback address"),
+    ("http://[::ffff:169.254.169.254]/", "is a cloud metadata address"),
+    ("http://example.org:99999/x", "has an invalid port"),
+    ("https:///x", "names no host"),
+])
+def test_remote_input_locations_the_server_may_not_fetch_are_refused(tmp_path, location, said):
+    with pytest.raises(BadRequest, match="^input location " + re.escape(repr(location))) as caught:
+        resolve_locations({"a": {"class": "File", "location": location}}, tmp_path, [], guard=FetchGuard())
+    assert said in str(caught.value)
+    allowed = FetchGuard(["10.0.0.0/8", "::1", "169.254.169.254", "example.org"])
+    if "port" not in said and "host" not in said:
+        assert resolve_locations({"a": {"class": "File", "location": location}}, tmp_path, [], guard=allowed)
+
+
+def test_a_remote_name_that_does_not_resolve_is_left_to_the_engine(tmp_path):
+    params = {"a": {"class": "File", "location": "https://no-such-host.invalid/x.txt"}}
+    assert resolve_locations(params, tmp_path, [], guard=FetchGuard())["a"]["location"] == params["a"]["location"]
 
 
 def test_a_name_sent_twice_with_the_same_bytes_is_accepted(tmp_path):

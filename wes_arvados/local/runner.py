@@ -315,8 +315,12 @@ def execute_run(run: RunDir) -> int:
     # cwltool puts some things in the working directory (Singularity image pulls).
     os.chdir(run.root)
     args = parse_cwltool_arguments(cwltool_arguments(run, request))
+    config = load_config()
+    # cwltool fetches the http(s) documents and inputs a run names, and follows their redirects, with the server's
+    # network position: every name it resolves is checked as the server's own fetches are.
+    config.fetch_guard.guard_resolution()
     writer = TaskLogWriter(run.root)
-    recorder = JobRecorder(writer, run.root, load_config().allowed_dirs)
+    recorder = JobRecorder(writer, run.root, config.allowed_dirs)
     loading_context = LoadingContext(vars(args))
     loading_context.construct_tool_object = recorder.make_tool  # type: ignore[assignment]
     capture = OutputCapture(_stdout_target())

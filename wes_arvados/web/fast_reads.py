@@ -72,7 +72,7 @@ class FastReads:
             caller = request_caller(self.authenticator, scope["path"], "GET", headers.get("authorization"))
             backend = self.backend.for_caller(caller)
             if kind == "status":
-                body: Dict[str, Any] = {"run_id": run_id, "state": backend.get_state(run_id).value}
+                body: Dict[str, Any] = shape.run_status(run_id, backend.get_state(run_id))
             else:
                 body = shape.run_log(backend.get_run(run_id), self._base_url(scope, headers))
         except WesError as exc:

@@ -100,6 +100,7 @@ def _staged(form: Dict[str, str], attachments: List[Attachment], config: Config)
         lambda url, dest: download_workflow_url(url, dest, config.fetch_max_bytes, config.fetch_timeout,
                                                 config.fetch_guard),
         config.limits,
+        config.fetch_guard,
     )
 
 
@@ -162,7 +163,7 @@ def get_run_log(run_id: str) -> Dict[str, Any]:
 def get_run_status(run_id: str) -> Dict[str, str]:
     """GetRunStatus."""
     backend, _ = _context()
-    return {"run_id": run_id, "state": backend.get_state(run_id).value}
+    return shape.run_status(run_id, backend.get_state(run_id))
 
 
 def cancel_run(run_id: str) -> Dict[str, str]:

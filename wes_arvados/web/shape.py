@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
 from ..wes.models import OUTPUT_ROOT, Content, Listing, RunRecord, TaskRecord
+from ..wes.states import State
 from .app import BASE_PATH, EXTENSION_KEY
 
 
@@ -59,6 +60,11 @@ def content_response(content: Content) -> Response:
     response = response.make_conditional(flask.request.environ, accept_ranges=True, complete_length=content.size)
     response.headers.pop("Date", None)  # the ASGI server dates every answer; werkzeug's would be a second Date
     return response
+
+
+def run_status(run_id: str, state: State) -> Dict[str, str]:
+    """The WES `RunStatus` of a run."""
+    return {"run_id": run_id, "state": state.value}
 
 
 def run_log(run: RunRecord, base: str) -> Dict[str, Any]:

@@ -22,7 +22,8 @@ import yaml
 
 from ..errors import BadRequest, TooLarge
 from .limits import Limits
-from .locations import inside
+from ..fetch_guard import FetchGuard
+from .locations import check_remote, inside
 
 # Keys whose string value names another file; for "$import" and "run", a document that is itself checked.
 REFERENCE_KEYS = ("$import", "$include", "run", "dockerLoad")
@@ -81,8 +82,10 @@ def check_expansion(document: Any, where: str, limits: Limits) -> None:
         stack.extend((c, False) for c in children)
 
 
-def check_references(document: Any, path: Path, staging_dir: Path, allowed_dirs: List[str], limits: Limits) -> None:
-    """Refuse a document (at `path`, parsed as `document`) that names a file outside the attachments and allowed dirs.
+def check_references(document: Any, path: Path, staging_dir: Path, allowed_dirs: List[str], limits: Limits,
+                     guard: Optional[FetchGuard] = None) -> None:
+    """Refuse a document (at `path`, parsed as `document`) that names a file outside the attachments and allowed dirs,
+    or (with `guard`) an http(s) URL at an address the server may not fetch from.
 
     Documents it reaches among the attachments by ``$import`` or ``run`` are
     checked in turn (each once; one over the size limit or unparsable is left
@@ -97,6 +100,8 @@ def check_references(document: Any, path: Path, staging_dir: Path, allowed_dirs:
         for key, value in _references(parsed):
             target = _target(value, current)
             if target is None:
+                if guard is not None:
+                    check_remote(value, f"workflow document {_shown(current, staging_dir)} ({key})", guard)
                 continue
             if not inside(target, roots):
                 raise BadRequest(

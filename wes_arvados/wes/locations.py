@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List
+from typing import Any, Callable, Dict, Iterable, List, Optional
 from urllib.parse import unquote, urlparse
 
 from ..errors import BadRequest
+from ..fetch_guard import FetchGuard, FetchRefused
+
+REMOTE_SCHEMES = ("http", "https")
 
 
 def inside(path: Path, roots: Iterable[str]) -> bool:
@@ -16,6 +20,31 @@ def inside(path: Path, roots: Iterable[str]) -> bool:
     except (ValueError, OSError, RuntimeError):  # a NUL in it, a symlink loop
         return False
     return any(resolved == r or resolved.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def check_remote(url: str, what: str, guard: FetchGuard) -> None:
+    """`BadRequest` when the http(s) `url` names a host the server may not fetch from (loopback, private, metadata).
+
+    The engine fetches such URLs on the server's host when the run starts; this
+    refuses the submission at once, naming the reason. A name that does not
+    resolve now is left for the engine to report. (The local runner checks
+    again at every connection, redirects included: `FetchGuard.guard_resolution`.)
+    """
+    parsed = urlparse(url)
+    if parsed.scheme.lower() not in REMOTE_SCHEMES:
+        return
+    try:
+        port = parsed.port or (443 if parsed.scheme.lower() == "https" else 80)
+    except ValueError:
+        raise BadRequest(f"{what} {url!r} has an invalid port") from None
+    if not parsed.hostname:
+        raise BadRequest(f"{what} {url!r} names no host")
+    try:
+        guard.addresses(parsed.hostname, port)
+    except FetchRefused as exc:
+        raise BadRequest(f"{what} {url!r} will not be fetched: {exc}") from None
+    except (socket.gaierror, UnicodeError):
+        pass
 
 
 def _map_file_objects(obj: Any, fn: Callable[[Dict[str, Any]], None]) -> None:
@@ -30,12 +59,14 @@ def _map_file_objects(obj: Any, fn: Callable[[Dict[str, Any]], None]) -> None:
             _map_file_objects(value, fn)
 
 
-def resolve_locations(params: Dict[str, Any], base: Path, allowed_dirs: List[str], check_only: bool = False) -> Dict[str, Any]:
+def resolve_locations(params: Dict[str, Any], base: Path, allowed_dirs: List[str], check_only: bool = False,
+                      guard: Optional[FetchGuard] = None) -> Dict[str, Any]:
     """Make relative input locations absolute file:// URIs below `base`; refuse escapes.
 
     Relative `location`/`path` values resolve against the attachments; server
-    paths are refused unless an operator allowed their directory; other URL
-    schemes (http, https, …) are left for the engine.
+    paths are refused unless an operator allowed their directory; http(s) ones
+    are checked against `guard` when given (`check_remote`); other URL schemes
+    are left for the engine.
     """
     roots = [str(base.resolve())] + list(allowed_dirs)
 
@@ -46,6 +77,8 @@ def resolve_locations(params: Dict[str, Any], base: Path, allowed_dirs: List[str
                 continue
             parsed = urlparse(value)
             if parsed.scheme and parsed.scheme != "file" and len(parsed.scheme) > 1:
+                if guard is not None:
+                    check_remote(value, f"input {key}", guard)
                 continue
             if parsed.scheme == "file":
                 raw = unquote(parsed.path)

@@ -18,6 +18,7 @@ from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote, urldefrag, urlparse
 
 from ..errors import BadRequest
+from ..fetch_guard import FetchGuard
 from .documents import check_expansion, check_references, parse_document, read_document
 from .limits import Limits
 from .locations import inside, resolve_locations
@@ -125,12 +126,14 @@ def parse_submission(
     allowed_dirs: List[str],
     fetch: Callable[[str, Path], None],
     limits: Limits = Limits(),
+    guard: Optional[FetchGuard] = None,
 ) -> Submission:
     """Check a RunWorkflow request and stage its files below `staging_dir`.
 
     `fetch(url, dest)` downloads an http(s) workflow_url with the server's
-    limits; `limits` bound the request's own parts.  On any error nothing is
-    left in `staging_dir`.
+    limits; `limits` bound the request's own parts; `guard` refuses http(s)
+    documents and inputs that the engine would fetch from where the server
+    must not. On any error nothing is left in `staging_dir`.
     """
     limits.check_attachment_count(len(attachments))
     workflow_type = (form.get("workflow_type") or "").strip()
@@ -169,8 +172,9 @@ def parse_submission(
                 f"workflow_type_version {workflow_type_version!r} does not match the document's cwlVersion {version!r}"
             )
         check_expansion(parsed, repr(workflow_url), limits)
-        check_references(parsed, staging_dir / urldefrag(submission.workflow)[0], staging_dir, allowed_dirs, limits)
-        resolve_locations(params, staging_dir, allowed_dirs, check_only=True)
+        check_references(parsed, staging_dir / urldefrag(submission.workflow)[0], staging_dir, allowed_dirs, limits,
+                         guard)
+        resolve_locations(params, staging_dir, allowed_dirs, check_only=True, guard=guard)
     except BaseException:
         submission.discard()
         raise
