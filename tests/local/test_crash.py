@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
+import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Dict, List
 
 import psutil
 
+from wes_arvados.local.image_store import remove_abandoned
+
 from ..processes import kill_process_tree
+from ..threaded import ThreadedServer
 from ..wes import TERMINAL, WesClient, WesServer
 from .test_restart import _wait_port_free
 
@@ -107,3 +115,47 @@ def test_sigkill_of_every_server_process_with_20_runs_loses_and_repeats_none(tmp
             with sqlite3.connect(str(database)) as db:
                 assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)], database
 
+
+
+LOADER = """
+import pathlib, sys, time
+from wes_arvados.fetch_guard import FetchGuard
+from wes_arvados.images.cwl import ImageNeed
+from wes_arvados.local.images import _load
+
+class Stuck:
+    name = "docker"
+
+    def load(self, path):
+        print(path, flush=True)
+        time.sleep(600)
+
+url, run, work = sys.argv[1:]
+_load(Stuck(), ImageNeed("img", "load", True, ("tool",), url), pathlib.Path(run), pathlib.Path(work),
+      FetchGuard(["127.0.0.1"]))
+"""
+
+
+def test_a_docker_load_archive_left_by_a_killed_run_is_removed_when_the_image_store_opens(tmp_path: Path) -> None:
+    (tmp_path / "served").mkdir()
+    (tmp_path / "served" / "image.tar").write_bytes(b"\0" * 100_000)
+    work, run = tmp_path / "work", tmp_path / "run"
+    work.mkdir()
+    run.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "served"))
+    with ThreadedServer(handler) as served:  # type: ignore[arg-type]
+        url = f"http://127.0.0.1:{served.port}/image.tar"
+        loader = subprocess.Popen([sys.executable, "-c", LOADER, url, str(run), str(work)], stdout=subprocess.PIPE,
+                                  text=True)
+        try:
+            assert loader.stdout is not None
+            archive = Path(loader.stdout.readline().strip())  # downloaded, being loaded
+            assert archive.parent == work and archive.stat().st_size == 100_000
+        finally:
+            loader.kill()
+            loader.wait(30)
+    live = work / f"load.{os.getpid()}.0123456789abcdef.tar"  # a process still at work keeps its archive
+    live.write_bytes(b"x")
+    assert archive.exists()
+    remove_abandoned(work)
+    assert sorted(work.iterdir()) == [live]

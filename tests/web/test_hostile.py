@@ -244,6 +244,15 @@ def test_oversized_params_are_refused(hostile: WesServer):
     _nothing_left(hostile)
 
 
+def test_oversized_params_sent_as_a_file_part_are_refused(hostile: WesServer):
+    """As some clients send fields: a file part."""
+    params = json.dumps({"name": "x" * (8 * MAX_JSON_BYTES)}).encode()
+    fields = [part for part in _fields() if part[0] != "workflow_params"]
+    response = _post(hostile, fields + [("workflow_params", b"params.json", params), _attachment(b"hello.cwl", HELLO)])
+    _refused(response, 413, f"workflow_params is larger than this server's limit of {MAX_JSON_BYTES} bytes")
+    _nothing_left(hostile)
+
+
 def test_an_attachment_over_its_limit_is_refused_midway(hostile: WesServer):
     response = _post(hostile, _fields() + [_attachment(b"hello.cwl", HELLO),
                                            _attachment(b"big.bin", b"\0" * ((32 << 20) + 1))])

@@ -14,6 +14,7 @@ that only a hint names is reported and left to the engine's rule for hints.
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,7 +189,8 @@ def _load(runtime: ContainerRuntime, need: "ImageNeed", run_root: Path, work_dir
     """``docker load`` a dockerLoad archive: a file of the run (its attachments) or an http(s) URL `guard` allows."""
     parts = urlsplit(need.location)
     if parts.scheme in ("http", "https"):
-        target = work_dir / f"load-{secrets.token_hex(8)}.tar"
+        # The pid in the name, as the image store's archives have it: one a killed process left is removed later.
+        target = work_dir / f"load.{os.getpid()}.{secrets.token_hex(8)}.tar"
         try:
             download(need.location, target, LOAD_MAX_BYTES, LOAD_TIMEOUT, f"dockerLoad {need.location}", guard)
             runtime.load(target)

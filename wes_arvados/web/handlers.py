@@ -12,11 +12,12 @@ import flask
 from werkzeug.wrappers import Response
 
 from ..config import Config
-from ..errors import BadRequest
+from ..errors import BadRequest, TooLarge
 from ..images.reference import parse_normalized_named
 from ..images.registry import AuthConfig
 from ..images.registry.credentials import REGISTRY_AUTH_HEADER, parse_registry_auth
 from ..wes.backend import Backend
+from ..wes.limits import Limits
 from ..wes.models import Listing
 from ..wes.pages import page_size as _page_size
 from ..wes.service_info import service_info
@@ -63,8 +64,8 @@ def list_runs(page_size: Optional[int] = None, page_token: Optional[str] = None,
     return {"runs": [r.to_dict() for r in page.items], "next_page_token": page.next_page_token}
 
 
-def _form() -> Tuple[Dict[str, str], List[Attachment]]:
-    """Form fields and attachments; some clients send the fields as file parts too."""
+def _form(limits: Limits) -> Tuple[Dict[str, str], List[Attachment]]:
+    """Form fields and attachments; some clients send the fields as file parts too (read within the JSON limit)."""
     request = flask.request
     form: Dict[str, str] = {}
     for key, values in request.form.lists():
@@ -84,8 +85,11 @@ def _form() -> Tuple[Dict[str, str], List[Attachment]]:
             elif key in FORM_FIELDS:
                 if key in form:
                     raise BadRequest(f"{key} was sent more than once; send each field once")
+                data = upload.stream.read(limits.json_bytes + 1)
+                if len(data) > limits.json_bytes:
+                    raise TooLarge(f"{key} is larger than this server's limit of {limits.json_bytes} bytes")
                 try:
-                    form[key] = upload.stream.read().decode("utf-8")
+                    form[key] = data.decode("utf-8")
                 except UnicodeDecodeError:
                     raise BadRequest(f"{key} is not valid UTF-8") from None
             else:
@@ -108,7 +112,7 @@ def run_workflow(*_args: Any, **_kwargs: Any) -> Dict[str, str]:
     """RunWorkflow: stage the request, hand it to the backend, return the run id."""
     backend, config = _context()
     credentials = _registry_credentials()  # before anything is staged
-    form, attachments = _form()
+    form, attachments = _form(config.limits)
     check_engine(form.get("workflow_engine"), form.get("workflow_engine_version"), backend.engine_versions())
     submission = _staged(form, attachments, config)
     try:
@@ -125,7 +129,7 @@ def _registration(update_uuid: Optional[str]) -> Tuple[Dict[str, str], int]:
     """Stage the workflow's files and hand them to the backend to register; 202 with the registration's id."""
     backend, config = _context()
     credentials = _registry_credentials()  # before anything is staged
-    form, attachments = _form()
+    form, attachments = _form(config.limits)
     fields = {key: (form.pop(key, "") or "").strip() or None for key in REGISTRATION_FIELDS}
     if "workflow_params" in form:
         raise BadRequest("workflow_params is for runs: a registered workflow's inputs are given when it is launched")
