@@ -15,13 +15,26 @@ prometheus_client maps each process's files as sparse files; a page first writte
 when the disk is full kills the process with SIGBUS. So each process allocates its
 files on disk before it counts anything (`reserve_files`), and one that finds no
 room counts in memory instead: its counts are missing from /metrics, nothing dies.
+
+Every run starts processes of its own, each with its files (a quarter of a MiB a
+run); a scrape reads them all. `Compactor`, beside the web workers, folds the files
+of processes that have exited into one per kind (``counter_archive.db``…) and
+removes them, so the directory holds the live processes and one archive: the sums
+a scrape gives do not change. A lock keeps a scrape from reading while files are
+swapped.
 """
 
 from __future__ import annotations
 
+import fcntl
+import glob
+import logging
 import os
 import sys
-from typing import Callable, Dict, Iterator
+import threading
+from collections import defaultdict
+from contextlib import contextmanager
+from typing import Callable, DefaultDict, Dict, Iterator, List, Optional
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # What a process's file is given up front: prometheus_client's first size, which the few labels of a supervisor or
@@ -29,6 +42,12 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 RESERVED_BYTES = 1 << 16
 WORKER_BYTES = 1 << 20
 _FILE_KINDS = ("counter", "histogram")  # the file of each metric type this server has
+ARCHIVE = "archive"  # `<kind>_archive.db`: what processes that have exited counted
+LOCK_FILE = ".lock"  # shared by scrapes, exclusive while `compact` swaps files
+COMPACT_AFTER = 32  # files of exited processes that make a compaction worth it
+COMPACT_INTERVAL = 60.0
+
+log = logging.getLogger(__name__)
 
 
 def reserve_files(directory: str, pid: int, size: int = RESERVED_BYTES) -> bool:
@@ -57,6 +76,7 @@ if os.environ.get(MULTIPROC_ENV) and not reserve_files(os.environ[MULTIPROC_ENV]
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest  # noqa: E402
 from prometheus_client.core import GaugeMetricFamily, Metric  # noqa: E402
+from prometheus_client.mmap_dict import MmapedDict  # noqa: E402
 from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -104,10 +124,138 @@ class RunsByState:
 def exposition(state_counts: Callable[[], Dict[str, int]]) -> bytes:
     """The text a scrape of /metrics gets: every process's counters, and the runs by state."""
     registry = CollectorRegistry()
-    if os.environ.get(MULTIPROC_ENV):
-        MultiProcessCollector(registry)
-    else:
+    registry.register(RunsByState(state_counts))
+    directory = os.environ.get(MULTIPROC_ENV)
+    if not directory:
         for metric in _OWN:
             registry.register(metric)
-    registry.register(RunsByState(state_counts))
-    return bytes(generate_latest(registry))
+        return bytes(generate_latest(registry))
+    MultiProcessCollector(registry)
+    with _locked(directory, fcntl.LOCK_SH):
+        return bytes(generate_latest(registry))
+
+
+@contextmanager
+def _locked(directory: str, operation: int) -> Iterator[None]:
+    fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, operation)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _exited(directory: str) -> Dict[str, List[str]]:
+    """Per kind, the files of processes that no longer exist (by the pid in their names)."""
+    found: Dict[str, List[str]] = {}
+    for kind in _FILE_KINDS:
+        for path in glob.glob(os.path.join(directory, f"{kind}_*.db")):
+            pid = _pid(kind, path)
+            if pid > 0 and not _exists(pid):
+                found.setdefault(kind, []).append(path)
+    return found
+
+
+def _pid(kind: str, path: str) -> int:
+    """The pid in a process's file name (`<kind>_<pid>.db`); 0 for the archive."""
+    name = os.path.basename(path)[len(kind) + 1:-len(".db")]
+    return int(name) if name.isdigit() else 0
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process has that pid now
+        return True
+    return True
+
+
+def compact(directory: str, at_least: int = COMPACT_AFTER) -> int:
+    """Fold the files of exited processes into the archive of their kind and remove them; how many were removed.
+
+    Nothing is done for fewer than `at_least` such files, nor when the disk
+    has no room for the new archive (allocated before it is written, as
+    `reserve_files` does). It holds the directory's lock throughout: one
+    compaction at a time (servers may share a state directory), and no scrape
+    between an archive's swap and its sources' removal.
+    """
+    with _locked(directory, fcntl.LOCK_EX):
+        exited = _exited(directory)
+        if sum(len(files) for files in exited.values()) < at_least:
+            return 0
+        removed = 0
+        for kind, files in exited.items():
+            folded = _fold(directory, kind, files)
+            if folded is None:
+                break
+            removed += folded
+        return removed
+
+
+def _fold(directory: str, kind: str, files: List[str]) -> Optional[int]:
+    """Merge `files` into the archive of `kind` and remove them; how many, or None if there is no room (nothing
+    changed then)."""
+    archive = os.path.join(directory, f"{kind}_{ARCHIVE}.db")
+    sources = ([archive] if os.path.exists(archive) else []) + files
+    totals: DefaultDict[str, float] = defaultdict(float)
+    needed = 0  # what the sources use, more than the merged archive needs
+    for path in sources:
+        used = 8  # the header
+        for key, value, _timestamp, position in MmapedDict.read_all_values_from_file(path):
+            totals[key] += value
+            used = max(used, position + 16)  # a value is two doubles
+        needed += used
+    new = os.path.join(directory, f".{kind}_{ARCHIVE}.new")  # not *.db: no scrape reads it
+    try:
+        with open(new, "wb") as fh:
+            os.posix_fallocate(fh.fileno(), 0, max(RESERVED_BYTES, needed))
+        merged = MmapedDict(new)
+        try:
+            for key, value in totals.items():
+                merged.write_value(key, value, 0.0)
+        finally:
+            merged.close()
+    except OSError as exc:
+        log.warning("metrics not compacted: %s", exc)
+        _unlink(new)
+        return None
+    if any(_exists(_pid(kind, path)) for path in files):  # a process reused one of the pids: it counts on there
+        _unlink(new)
+        return 0
+    os.replace(new, archive)
+    for path in files:
+        _unlink(path)
+    return len(files)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class Compactor:
+    """The server's background work that keeps its metrics directory small (`compact` every minute)."""
+
+    name = "metrics-compactor"
+
+    def __init__(self, directory: str, interval: float = COMPACT_INTERVAL, at_least: int = COMPACT_AFTER) -> None:
+        self.directory = directory
+        self.interval = interval
+        self.at_least = at_least
+        self.stopping = threading.Event()
+
+    def run_forever(self) -> None:
+        """Compact until `stop` is called."""
+        while not self.stopping.wait(self.interval):
+            try:
+                compact(self.directory, self.at_least)
+            except Exception:  # noqa: BLE001 - counting must not stop the server; the next pass retries
+                log.exception("compacting the metrics directory failed")
+
+    def stop(self) -> None:
+        """Ask `run_forever` to return."""
+        self.stopping.set()

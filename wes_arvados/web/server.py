@@ -13,7 +13,8 @@ from typing import Any, List
 from ..config import Config
 from ..logs import configure as configure_logging
 from ..processes import die_with_parent
-from ..wes.backend import make_backend
+from .. import metrics
+from ..wes.backend import BackgroundWork, make_backend
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,9 @@ def serve(config: Config) -> int:
     """Run until SIGTERM or SIGINT; return the exit status."""
     configure_logging(config.log_level, config.log_format)
     os.makedirs(config.state_dir, exist_ok=True)
-    work = make_backend(config).background_work()
+    work: List[BackgroundWork] = list(make_backend(config).background_work())
+    if os.environ.get(metrics.MULTIPROC_ENV):
+        work.append(metrics.Compactor(os.environ[metrics.MULTIPROC_ENV]))
     env = config.child_env()
     web = subprocess.Popen(gunicorn_command(config), env=env, preexec_fn=die_with_parent)
     stop = threading.Event()
