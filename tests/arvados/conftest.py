@@ -34,7 +34,7 @@ def arvados_double(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arvados
         double.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def arvados_client(arvados_double: ArvadosDouble) -> Callable[[str], Any]:
     """Builds an unmodified `arvados.api('v1')` client for a token (no process-wide settings touched)."""
     import arvados

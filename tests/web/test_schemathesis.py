@@ -62,13 +62,15 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory):
         server.kill_runs()
 
 
-def _schemathesis(server: WesServer, workdir: Path, config: str = "") -> str:
-    """Run ``st run`` against the served document; return its output, failing the test on any failure it reports."""
+def schemathesis(server: WesServer, workdir: Path, config: str = "", token: str = TOKEN,
+                 backend_config: str = LOCAL_BACKEND) -> str:
+    """Run ``st run`` against the served document with `token`; return its output, failing the test on any failure
+    it reports. `config` and `backend_config` are TOML for Schemathesis' config file."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_file = workdir / "schemathesis.toml"
-    config_file.write_text(config + LOCAL_BACKEND)
+    config_file.write_text(config + backend_config)
     command = [str(ST), "--config-file", str(config_file), "--no-color", "run", server.url + "/openapi.json",
-               "--header", f"Authorization: Bearer {TOKEN}", "--max-examples", str(EXAMPLES),
+               "--header", f"Authorization: Bearer {token}", "--max-examples", str(EXAMPLES),
                "--checks", "all", "--exclude-checks", EXCLUDED_CHECKS, "--generation-database", "none",
                "--workers", "2", "--request-timeout", "30", "--report", "junit",
                "--report-dir", str(workdir / "report")]
@@ -85,11 +87,11 @@ def _schemathesis(server: WesServer, workdir: Path, config: str = "") -> str:
 
 def test_every_operation_with_generated_identifiers_gives_no_5xx_and_no_schema_break(fuzzed, tmp_path: Path):
     server, _, _ = fuzzed
-    _schemathesis(server, tmp_path / "generated")
+    schemathesis(server, tmp_path / "generated")
 
 
 def test_every_operation_on_an_existing_run_and_task_gives_no_5xx_and_no_schema_break(fuzzed, tmp_path: Path):
     server, run_id, task_id = fuzzed
     # The ids of a real run and task, and its one output file, in place of generated ones.
-    _schemathesis(server, tmp_path / "existing",
-                           f'[parameters]\nrun_id = "{run_id}"\ntask_id = "{task_id}"\npath = "greeting.txt"\n')
+    schemathesis(server, tmp_path / "existing",
+                 f'[parameters]\nrun_id = "{run_id}"\ntask_id = "{task_id}"\npath = "greeting.txt"\n')
