@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sqlite3
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psutil
+
+from wes_arvados.config import load_config
+from wes_arvados.local.rundir import RunDir
+from wes_arvados.local.scheduler import CLAIM_TIMEOUT, Scheduler
+from wes_arvados.local.store import RunStore
+from wes_arvados.local.supervisor import Supervisor
+from wes_arvados.timestamps import FORMAT
+from wes_arvados.wes.states import State
 
 from ..wes import DATA, WesClient, WesServer
 
@@ -159,3 +169,22 @@ def test_a_run_goes_to_a_spare_supervisor_that_waited_with_cwltool_loaded_and_sp
         server.kill_runs()
     next_spare.wait(timeout=30)  # a spare ends with its scheduler (psutil.TimeoutExpired if not)
     assert not next_spare.is_running()
+
+
+def test_a_supervisor_records_itself_so_a_scheduler_that_died_before_recording_it_does_not_end_its_run(
+        tmp_path: Path):
+    """The scheduler claims a run, starts its supervisor, then writes the supervisor's pid; if it dies in between,
+    the next scheduler must still find the run supervised once the claim is old."""
+    config = load_config(overrides={"state_dir": str(tmp_path / "state")}, environ={})
+    store = RunStore(config.database_path)
+    long_ago = (datetime.now(timezone.utc) - timedelta(seconds=10 * CLAIM_TIMEOUT)).strftime(FORMAT)
+    for run_id in ("supervised", "orphan"):
+        store.insert(run_id, {"workflow_url": "wf.cwl"}, [])
+        store.update(run_id, state=State.INITIALIZING, claimed_time=long_ago)
+    # This process stands for the supervisor, which is alive.
+    Supervisor(store, RunDir(config.runs_dir / "supervised"), "supervised", config).record_self()
+    Scheduler(config).reconcile()
+    assert store.get("supervised").state == State.INITIALIZING
+    assert store.get("supervised").supervisor_pid == os.getpid()
+    orphan = store.get("orphan")
+    assert orphan.state == State.SYSTEM_ERROR and "disappeared" in store.system_logs("orphan")[-1]

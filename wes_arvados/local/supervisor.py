@@ -47,6 +47,14 @@ class Supervisor:
         self.cancel_grace = config.cancel_grace
         self.proc: Optional[subprocess.Popen] = None
 
+    def record_self(self) -> None:
+        """Write this process into its INITIALIZING run, as the scheduler does once it has started it: a scheduler
+        that died in between leaves a run whose supervisor its successor finds alive, not an orphan to end."""
+        with self.store.transaction() as db:
+            if self.store.state_in_tx(db, self.run_id) == State.INITIALIZING:
+                self.store.update(self.run_id, db, supervisor_pid=os.getpid(),
+                                  supervisor_started=start_time(os.getpid()))
+
     def prepare(self) -> bool:
         """INITIALIZING: get the run's images; False if it must not start (the run is then ended or canceled)."""
         request = load_engine_request(self.run)
@@ -157,6 +165,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     # SIGTERM to the supervisor (e.g. the whole session being stopped) cancels the run cleanly.
     signal.signal(signal.SIGTERM, lambda *_: store.update(run_id, state=State.CANCELING))
     try:
+        supervisor.record_self()
         if not (supervisor.prepare() and supervisor.start()):
             finish_canceled_before_start(store, run_id)
             return 0
