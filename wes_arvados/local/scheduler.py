@@ -13,6 +13,7 @@ import threading
 from typing import Dict, Optional
 
 from ..config import Config
+from ..errors import out_of_space
 from ..processes import alive, kill_engine, start_time
 from ..timestamps import age_seconds, utcnow
 from ..wes.states import ACTIVE, RUNNER_SOFTWARE_EXIT, State
@@ -152,12 +153,21 @@ class Scheduler:
 
     def run_forever(self) -> None:
         """Loop until `stopping` is set."""
+        full = False
         try:
             while not self.stopping.is_set():
                 try:
                     self.step()
-                except Exception:  # keep scheduling; the next pass retries
-                    log.exception("scheduler pass failed")
+                    if full:
+                        log.info("the state directory has space again; scheduling goes on")
+                    full = False
+                except Exception as exc:  # keep scheduling; the next pass retries
+                    if not out_of_space(exc):
+                        log.exception("scheduler pass failed")
+                    elif not full:  # once, not every pass, while the disk stays full
+                        full = True
+                        log.warning("the state directory is full: no run is started or settled until there is "
+                                    "space (%s)", exc)
                 self.stopping.wait(self.config.poll_interval)
         finally:
             self._release_spare()

@@ -1,7 +1,10 @@
 """One run's supervisor: starts the runner, stops it on cancel, records how it ended.
 
 It runs in its own session, so a restart of the server does not stop the run:
-the next scheduler finds the supervisor alive and leaves it to finish.
+the next scheduler finds the supervisor alive and leaves it to finish. A full
+disk delays the record of how a run ended, never loses it: the supervisor waits
+for space (`until_recorded`), and a run whose engine failed while the disk was
+full ends SYSTEM_ERROR saying so.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import signal
 import subprocess
 import sys
 import time
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from ..config import Config, load_config
+from ..errors import out_of_space
 from ..logs import configure as configure_logging
 from ..processes import kill_group, start_time
 from ..timestamps import utcnow
@@ -32,6 +36,31 @@ from .store import RunStore
 
 RUNNER = [sys.executable, "-m", "wes_arvados.local.runner"]
 log = logging.getLogger("wes_arvados.local.supervisor")  # not __main__: it runs with -m
+SPACE_WAIT = 2.0  # seconds between tries to record while the disk is full
+LOW_SPACE = 1 << 20  # bytes free below which a failed engine is taken to have run out of space
+
+
+def until_recorded(write: Callable[[], None], what: str, run_id: str) -> None:
+    """Do `write` (a record of the run), waiting for space as long as the disk is full; other errors are raised."""
+    waiting = False
+    while True:
+        try:
+            write()
+            return
+        except Exception as exc:
+            if not out_of_space(exc):
+                raise
+            if not waiting:
+                log.warning("run %s: no space left to record %s; trying again every %.0f s", run_id, what,
+                            SPACE_WAIT, extra={"run_id": run_id})
+                waiting = True
+        time.sleep(SPACE_WAIT)
+
+
+def free_bytes(path: os.PathLike) -> int:
+    """Bytes an unprivileged writer may still use on the file system of `path`."""
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
 
 
 def runner_command(run: RunDir) -> List[str]:
@@ -124,8 +153,16 @@ class Supervisor:
         else:
             state = state_from_engine_exit(code)
             line = f"engine exited with status {code}" if code >= 0 else f"engine killed by signal {-code}"
-        write_json(self.run.result, {"state": state.value, "exit_code": code, "end_time": utcnow()})
-        self.store.finish(self.run_id, state, line, exit_code=code)
+            free = free_bytes(self.run.root)
+            if code != 0 and free < LOW_SPACE:
+                state = State.SYSTEM_ERROR
+                line = (f"the server's disk is full ({free} bytes free where runs keep their files): {line}; "
+                        "submit the run again once its operator has made room")
+        end_time = utcnow()
+        until_recorded(lambda: write_json(self.run.result, {"state": state.value, "exit_code": code,
+                                                            "end_time": end_time}), "how it ended", self.run_id)
+        until_recorded(lambda: self.store.finish(self.run_id, state, line, exit_code=code, end_time=end_time),
+                       "how it ended", self.run_id)
         log.info("run %s ended %s: %s", self.run_id, state.value, line)
 
 
@@ -173,8 +210,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as exc:  # the run must not stay RUNNING because the supervisor failed
         if supervisor.proc is not None:
             kill_group(supervisor.proc.pid, signal.SIGKILL)
-        store.finish(run_id, State.SYSTEM_ERROR, f"supervisor failed: {type(exc).__name__}: {exc}",
-                     exit_code=RUNNER_SOFTWARE_EXIT)
+        reason = f"supervisor failed: {type(exc).__name__}: {exc}"
+        until_recorded(lambda: store.finish(run_id, State.SYSTEM_ERROR, reason, exit_code=RUNNER_SOFTWARE_EXIT),
+                       "how it failed", run_id)
         return 1
     return 0
 
