@@ -1,4 +1,5 @@
-"""GetRunStatus and GetRunLog, answered ahead of connexion (web/fast_reads.py), say what the handlers would.
+"""GetRunStatus, GetRunLog and service-info, answered ahead of connexion (web/fast_reads.py), say what the handlers
+would.
 
 Auth and ownership on these paths are pinned by test_auth.py and test_ownership.py,
 the bodies' schemas by the response validation every test server runs with.

@@ -1,6 +1,7 @@
-"""GetRunStatus and GetRunLog answered in ASGI, ahead of connexion and flask.
+"""GetRunStatus, GetRunLog and GetServiceInfo answered in ASGI, ahead of connexion and flask.
 
-Clients poll these two all the time (toil-wes-cwl-runner once a second per run).
+Clients poll the first two all the time (toil-wes-cwl-runner once a second per
+run), and dashboards service-info.
 Through connexion's middleware stack and the thread hop into flask, the framework
 took about nine tenths of each answer; the backend's read a tenth. Here the same
 steps run without it: the caller found by `web.auth.request_caller`, the backend
@@ -23,6 +24,7 @@ from ..auth import Authenticator
 from ..config import Config
 from ..errors import WesError
 from ..wes.backend import Backend
+from ..wes.service_info import service_info
 from . import shape
 from .auth import request_caller
 
@@ -35,11 +37,12 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # The schema each answer must match, checked when the configuration asks for response validation (tests).
-SCHEMAS = {"status": "RunStatus", "log": "RunLog"}
+SCHEMAS = {"status": "RunStatus", "log": "RunLog", "service-info": "ServiceInfo"}
 
 
 class FastReads:
-    """The ASGI middleware: GET /runs/{run_id} and /runs/{run_id}/status; every other request passes on."""
+    """The ASGI middleware: GET /runs/{run_id}, /runs/{run_id}/status and /service-info; every other request passes
+    on."""
 
     def __init__(self, app: ASGIApp, backend: Backend, config: Config, authenticator: Authenticator,
                  base_path: str, spec_path: Any) -> None:
@@ -48,7 +51,7 @@ class FastReads:
         self.config = config
         self.authenticator = authenticator
         self.base_path = base_path
-        self.path = re.compile(re.escape(base_path) + r"/runs/([^/]+)(/status)?")
+        self.path = re.compile(re.escape(base_path) + r"(?:/runs/([^/]+)(/status)?|/service-info)")
         self.validator = _validator(spec_path) if config.validate_responses else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -57,9 +60,9 @@ class FastReads:
         if match is None:
             await self.app(scope, receive, send)
             return
-        kind = "status" if match.group(2) else "log"
+        kind = "service-info" if match.group(1) is None else "status" if match.group(2) else "log"
         # In a thread: a backend may ask another service (Arvados) and a token may need an issuer's keys.
-        status, body = await anyio.to_thread.run_sync(self._answer, scope, match.group(1), kind)
+        status, body = await anyio.to_thread.run_sync(self._answer, scope, match.group(1) or "", kind)
         payload = json.dumps(body).encode() + b"\n"
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
@@ -71,8 +74,10 @@ class FastReads:
         try:
             caller = request_caller(self.authenticator, scope["path"], "GET", headers.get("authorization"))
             backend = self.backend.for_caller(caller)
-            if kind == "status":
-                body: Dict[str, Any] = shape.run_status(run_id, backend.get_state(run_id))
+            if kind == "service-info":
+                body: Dict[str, Any] = service_info(backend, self.config)
+            elif kind == "status":
+                body = shape.run_status(run_id, backend.get_state(run_id))
             else:
                 body = shape.run_log(backend.get_run(run_id), self._base_url(scope, headers))
         except WesError as exc:
