@@ -141,9 +141,17 @@ def test_sigterm_stops_the_server_cleanly(tmp_path: Path):
 
 
 def _spares(server: WesServer) -> list:
+    """The server's spare supervisors, not counting one that has ended (a zombie until the scheduler reaps it)."""
     assert server.proc is not None
-    return [p for p in psutil.Process(server.proc.pid).children(recursive=True)
-            if "--spare" in p.cmdline() and "wes_arvados.local.supervisor" in p.cmdline()]
+    spares = []
+    for process in psutil.Process(server.proc.pid).children(recursive=True):
+        try:
+            command = process.cmdline()
+        except psutil.Error:  # gone, or a zombie
+            continue
+        if "--spare" in command and "wes_arvados.local.supervisor" in command:
+            spares.append(process)
+    return spares
 
 
 def test_a_run_goes_to_a_spare_supervisor_that_waited_with_cwltool_loaded_and_spares_end_with_the_server(

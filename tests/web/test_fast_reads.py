@@ -1,5 +1,5 @@
-"""GetRunStatus, GetRunLog and service-info, answered ahead of connexion (web/fast_reads.py), say what the handlers
-would.
+"""GetRunStatus, GetRunLog, ListRuns and service-info, answered ahead of connexion (web/fast_reads.py), say what
+the handlers would.
 
 Auth and ownership on these paths are pinned by test_auth.py and test_ownership.py,
 the bodies' schemas by the response validation every test server runs with.
@@ -53,3 +53,34 @@ def test_errors_are_error_responses(client: WesClient):
         assert answer.status_code == 404
         assert answer.headers["Content-Type"] == "application/json"
         assert answer.json() == {"msg": "no run with id 'no-such-run'", "status_code": 404}
+
+
+def test_list_runs_ahead_of_connexion_answers_as_connexion_does(client: WesClient):
+    """A query with a parameter the document does not name passes on to connexion (which ignores it): each
+    answer ahead of connexion must equal that one's, errors included."""
+    first = client.run(DATA / "hello.cwl", {"name": "one"}, tags={"team": "a"})
+    second = client.run(DATA / "hello.cwl", {"name": "two"}, tags={"team": "b", "x": "1:2"})
+    for run_id in (first, second):
+        client.wait(run_id)
+    token = client.get("/runs", params={"page_size": 1}).json()["next_page_token"]
+    assert token
+    queries = [
+        [], [("page_size", "1")], [("page_size", "1"), ("page_token", token)], [("state", "COMPLETE")],
+        [("state", "COMPLETE"), ("state", "RUNNING")], [("state", "QUEUED")], [("tag", "team:b")],
+        [("tag", "x:1:2"), ("tag", "team:b")], [("tag", "team:c")], [("tag", "no-colon")], [("page_size", "0")],
+        [("page_size", "1001")], [("page_token", "not-a-token")], [("tag", "t\u00e9am:\u00e9")],
+    ]
+    for query in queries:
+        fast = client.get("/runs", params=query)
+        through_connexion = client.get("/runs", params=query + [("not_a_parameter", "1")])
+        assert (fast.status_code, fast.json()) == (through_connexion.status_code, through_connexion.json()), query
+        assert fast.headers["Content-Type"] == through_connexion.headers["Content-Type"]
+    listed = client.get("/runs", params={"tag": "team:b"}).json()["runs"]
+    assert [r["run_id"] for r in listed] == [second]
+
+
+def test_list_runs_queries_the_document_refuses_are_connexions_to_answer(client: WesClient):
+    for query in ([("page_size", "ten")], [("state", "SLEEPING")], [("page_size", "-1")]):
+        answer = client.get("/runs", params=query)
+        assert answer.status_code == 400, (query, answer.text)
+        assert set(answer.json()) == {"msg", "status_code"}
