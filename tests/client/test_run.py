@@ -173,7 +173,7 @@ def test_upload_progress_says_how_far_it_is_at_most_every_two_seconds(monkeypatc
     clock = [100.0]
     monkeypatch.setattr(run_module.time, "monotonic", lambda: clock[0])
     said: List[str] = []
-    progress = run_module._UploadProgress(4_000_000, said.append)
+    progress = run_module.UploadProgress(4_000_000, said.append)
     for _ in range(4):
         progress(1_000_000)
         clock[0] += 1.5

@@ -18,14 +18,12 @@ import contextlib
 import json
 import logging
 import sys
-import threading
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, ContextManager, Dict, Optional
 
 from ..config import Config, image_settings, load_config
 from ..logs import configure as configure_logging
-from ..errors import NotFound
 from ..images.errors import ImageError
 from ..images.reference import Reference, parse_normalized_named
 from ..images.registry import AuthConfig
@@ -35,7 +33,7 @@ from ..timestamps import utcnow
 from ..wes.models import ImagePull
 from ..wes.states import State
 from . import work
-from .api import api_errors, client_for
+from .api import client_for
 
 log = logging.getLogger("wes_arvados.arvados.image_pulls")  # not __main__: it runs with -m
 
@@ -43,6 +41,7 @@ PULL_LINK = "wes_arvados_image_pull"
 QUEUED, RUNNING, COMPLETE, SYSTEM_ERROR = (s.value for s in (State.QUEUED, State.RUNNING, State.COMPLETE,
                                                             State.SYSTEM_ERROR))
 GONE = "the process doing this pull stopped before it finished (its server or machine restarted); ask again"
+PULLS = work.LinkWork(PULL_LINK, "image pull", GONE)
 # What a finished pull records of the stored image, as the ImagePull fields of the same names.
 RESULT_FIELDS = ("image_id", "manifest_digest", "size", "downloaded", "cached", "portable_data_hash", "location")
 
@@ -51,58 +50,25 @@ def start(api: Any, config: Config, image: Reference, platform: Optional[str], p
           token: str, credentials: Optional[Dict[str, AuthConfig]] = None) -> str:
     """Record the pull (QUEUED) as the caller and start its process; return the pull's id."""
     image_settings(config).policy.check(image)  # a denied image is refused at once
-    now = utcnow()
-    body: Dict[str, Any] = {"link_class": PULL_LINK, "name": image.as_written, "properties": {
-        "state": QUEUED, "platform": platform, "submitted_time": now, "heartbeat": now,
-        "stale_after": config.arvados.heartbeat_timeout}}
     project = project_uuid or config.arvados.project_uuid
-    if project:
-        body["owner_uuid"] = project
-    with api_errors(f"project {project!r} was not found"):
-        link = api.links().create(body={"link": body}).execute()
+    link = PULLS.create(api, config, image.as_written, project, platform=platform)
     try:
         work.start(config, __name__, link["uuid"], {
             "pull_id": link["uuid"], "image": image.as_written, "platform": platform, "project_uuid": project,
             "token": token, "credentials": {r: asdict(a) for r, a in (credentials or {}).items()}})
     except OSError as exc:
-        _record(api, link["uuid"], state=SYSTEM_ERROR, end_time=utcnow(), error=f"the pull could not start: {exc}")
+        PULLS.record(api, link["uuid"], state=SYSTEM_ERROR, end_time=utcnow(), error=f"the pull could not start: {exc}")
     return str(link["uuid"])
 
 
 def get(api: Any, pull_id: str, now: Optional[datetime] = None) -> ImagePull:
     """The pull as the caller may see it; `NotFound` if there is none. One whose process stopped is SYSTEM_ERROR."""
-    link = _link(api, pull_id)
+    link = PULLS.current(api, pull_id, now)
     properties = link.get("properties") or {}
-    if properties.get("state") in (QUEUED, RUNNING) and work.stale(properties, now or datetime.now(timezone.utc)):
-        link = _record(api, pull_id, state=SYSTEM_ERROR, end_time=utcnow(), error=GONE)
-        properties = link.get("properties") or {}
     return ImagePull(id=pull_id, image=link["name"], platform=properties.get("platform"),
                      state=str(properties.get("state") or SYSTEM_ERROR), submitted_time=link["created_at"],
                      end_time=properties.get("end_time"), error=properties.get("error"), store=KeepImageStore.kind,
                      **{k: properties.get(k) for k in RESULT_FIELDS})
-
-
-def _link(api: Any, pull_id: str) -> Dict[str, Any]:
-    with api_errors(f"no image pull with id {pull_id!r}"):
-        link = api.links().get(uuid=pull_id).execute()
-    if link.get("link_class") != PULL_LINK:
-        raise NotFound(f"no image pull with id {pull_id!r}")
-    return dict(link)
-
-
-_RECORDING = threading.Lock()  # the heartbeat and the pull update the same properties
-
-
-def _record(api: Any, pull_id: str, head_uuid: Optional[str] = None, **fields: Any) -> Dict[str, Any]:
-    """Update the pull's properties (Arvados replaces the whole field) with `fields` and a fresh heartbeat."""
-    with _RECORDING:
-        link = _link(api, pull_id)
-        properties = dict(link.get("properties") or {}, heartbeat=utcnow(), **fields)
-        body: Dict[str, Any] = {"properties": properties}
-        if head_uuid:
-            body["head_uuid"] = head_uuid
-        with api_errors(f"no image pull with id {pull_id!r}"):
-            return dict(api.links().update(uuid=pull_id, body=body).execute())
 
 
 def run(api: Any, service: ImageService, job: Dict[str, Any], heartbeat_seconds: float,
@@ -114,19 +80,20 @@ def run(api: Any, service: ImageService, job: Dict[str, Any], heartbeat_seconds:
     pull_id = job["pull_id"]
     credentials = {r: AuthConfig(**fields) for r, fields in (job.get("credentials") or {}).items()}
     try:
-        with work.beating(lambda: _record(api, pull_id), heartbeat_seconds, pull_id), turn:
-            _record(api, pull_id, state=RUNNING)
+        with work.beating(lambda: PULLS.record(api, pull_id), heartbeat_seconds, pull_id), turn:
+            PULLS.record(api, pull_id, state=RUNNING)
             ensured = service.ensure(parse_normalized_named(job["image"]), credentials or None, job.get("platform"))
     except (ImageError, OSError) as exc:
-        _record(api, pull_id, state=SYSTEM_ERROR, end_time=utcnow(), error=" ".join(str(exc).split()))
+        PULLS.record(api, pull_id, state=SYSTEM_ERROR, end_time=utcnow(), error=" ".join(str(exc).split()))
     except Exception as exc:  # recorded, never left RUNNING
-        _record(api, pull_id, state=SYSTEM_ERROR, end_time=utcnow(), error=f"internal error: {type(exc).__name__}")
+        PULLS.record(api, pull_id, state=SYSTEM_ERROR, end_time=utcnow(), error=f"internal error: {type(exc).__name__}")
         raise
     else:
         stored = ensured.stored
-        _record(api, pull_id, head_uuid=stored.location, state=COMPLETE, end_time=utcnow(), image_id=stored.image_id,
-                manifest_digest=stored.manifest_digest, size=stored.size, downloaded=ensured.downloaded,
-                cached=not ensured.pulled, portable_data_hash=stored.portable_data_hash, location=stored.location)
+        PULLS.record(api, pull_id, head_uuid=stored.location, state=COMPLETE, end_time=utcnow(),
+                     image_id=stored.image_id, manifest_digest=stored.manifest_digest, size=stored.size,
+                     downloaded=ensured.downloaded, cached=not ensured.pulled,
+                     portable_data_hash=stored.portable_data_hash, location=stored.location)
     return get(api, pull_id)
 
 

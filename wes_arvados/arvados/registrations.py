@@ -1,6 +1,6 @@
 """Registering a workflow in Arvados as ``arvados-cwl-runner --create-workflow`` does, with no Docker anywhere.
 
-A registration is an Arvados link (class `REGISTRATION_LINK`, owned by the
+A registration is an Arvados link (`work.LinkWork`, class `REGISTRATION_LINK`, owned by the
 workflow's project, else by the caller) whose properties hold its state, a
 heartbeat and its result; the link's uuid is the registration's id, so any
 replica answers for it and Arvados' permissions decide who sees it. The work
@@ -25,14 +25,12 @@ import logging
 import os
 import shutil
 import sys
-import threading
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Dict, List, Optional
 
 from ..config import Config, image_settings, load_config
-from ..errors import NotFound
 from ..images.errors import ImageError
 from ..images.registry import AuthConfig
 from ..images.service import ImageService
@@ -52,6 +50,7 @@ QUEUED, RUNNING, COMPLETE, SYSTEM_ERROR = (s.value for s in (State.QUEUED, State
                                                             State.SYSTEM_ERROR))
 REGISTER_SECONDS = 600  # a-c-r uploads the workflow's files and dependencies, then writes the record
 GONE = "the process doing this registration stopped before it finished (its server or machine restarted); ask again"
+REGISTRATIONS = work.LinkWork(REGISTRATION_LINK, "workflow registration", GONE)
 log = logging.getLogger("wes_arvados.arvados.registrations")  # not __main__: it runs with -m
 
 
@@ -72,21 +71,6 @@ class RegistrationJob:
     update_uuid: Optional[str] = None
     description: Optional[str] = None  # else a-c-r's: the workflow's doc
     credentials: Dict[str, AuthConfig] = field(default_factory=dict)
-
-
-_RECORDING = threading.Lock()  # the heartbeat and the work update the same properties
-
-
-def record(api: Any, registration_id: str, **fields: Any) -> Dict[str, Any]:
-    """Update the registration's properties (Arvados replaces the whole field) with `fields` and a fresh heartbeat."""
-    with _RECORDING:
-        with api_errors(f"no workflow registration with id {registration_id!r}"):
-            link = api.links().get(uuid=registration_id).execute()
-        if link.get("link_class") != REGISTRATION_LINK:
-            raise NotFound(f"no workflow registration with id {registration_id!r}")
-        properties = dict(link.get("properties") or {}, heartbeat=utcnow(), **fields)
-        with api_errors(f"no workflow registration with id {registration_id!r}"):
-            return dict(api.links().update(uuid=registration_id, body={"properties": properties}).execute())
 
 
 def _register(job: RegistrationJob, runner_pdh: str) -> str:
@@ -111,12 +95,13 @@ def run(api: Any, service: ImageService, job: RegistrationJob, heartbeat_seconds
     def note(line: str) -> None:
         log(line)
         lines.append(f"{utcnow()} {line}")
-        record(api, job.registration_id, lines=lines)
+        REGISTRATIONS.record(api, job.registration_id, lines=lines)
 
     path, _, fragment = job.workflow.partition("#")
     try:
-        with work.beating(lambda: record(api, job.registration_id), heartbeat_seconds, job.registration_id), turn:
-            record(api, job.registration_id, state=RUNNING)
+        beat = lambda: REGISTRATIONS.record(api, job.registration_id)  # noqa: E731
+        with work.beating(beat, heartbeat_seconds, job.registration_id), turn:
+            REGISTRATIONS.record(api, job.registration_id, state=RUNNING)
             runner_image = runner_image_hint(job.staged / path, fragment) or job.runner_image
             pinned = images_into_keep(service, job.staged / path, runner_image, note, job.credentials)
             pin_images(job.staged, pinned)
@@ -127,16 +112,16 @@ def run(api: Any, service: ImageService, job: RegistrationJob, heartbeat_seconds
                     api.workflows().update(uuid=workflow_uuid,
                                            body={"workflow": {"description": job.description}}).execute()
     except (ImageError, PreparationFailed, OSError) as exc:
-        return record(api, job.registration_id, state=SYSTEM_ERROR, end_time=utcnow(),
-                      error=" ".join(str(exc).split()))["properties"]
+        return REGISTRATIONS.record(api, job.registration_id, state=SYSTEM_ERROR, end_time=utcnow(),
+                                    error=" ".join(str(exc).split()))["properties"]
     except Exception as exc:  # recorded, never left RUNNING
-        record(api, job.registration_id, state=SYSTEM_ERROR, end_time=utcnow(),
-               error=f"internal error: {type(exc).__name__}")
+        REGISTRATIONS.record(api, job.registration_id, state=SYSTEM_ERROR, end_time=utcnow(),
+                             error=f"internal error: {type(exc).__name__}")
         raise
     finally:
         shutil.rmtree(job.staged, ignore_errors=True)
-    return record(api, job.registration_id, state=COMPLETE, end_time=utcnow(), workflow_uuid=workflow_uuid,
-                  images=pinned)["properties"]
+    return REGISTRATIONS.record(api, job.registration_id, state=COMPLETE, end_time=utcnow(),
+                                workflow_uuid=workflow_uuid, images=pinned)["properties"]
 
 
 def start(api: Any, config: Config, staged: Path, workflow: str, token: str, *, project_uuid: Optional[str],
@@ -148,15 +133,8 @@ def start(api: Any, config: Config, staged: Path, workflow: str, token: str, *, 
             current = api.workflows().get(uuid=update_uuid).execute()
         project_uuid = project_uuid or current["owner_uuid"]
     project = project_uuid or config.arvados.project_uuid or None
-    now = utcnow()
-    body: Dict[str, Any] = {"link_class": REGISTRATION_LINK, "name": name or os.path.basename(workflow.partition("#")[0]),
-                            "properties": {"state": QUEUED, "submitted_time": now, "heartbeat": now,
-                                           "stale_after": config.arvados.heartbeat_timeout,
-                                           "update_uuid": update_uuid}}
-    if project:
-        body["owner_uuid"] = project
-    with api_errors(f"project {project!r} was not found"):
-        link = api.links().create(body={"link": body}).execute()
+    link = REGISTRATIONS.create(api, config, name or os.path.basename(workflow.partition("#")[0]), project,
+                                update_uuid=update_uuid)
     owned = staged.parent / link["uuid"]
     try:
         os.rename(staged, owned)
@@ -166,7 +144,8 @@ def start(api: Any, config: Config, staged: Path, workflow: str, token: str, *, 
             "credentials": {r: asdict(a) for r, a in (credentials or {}).items()}})
     except OSError as exc:
         shutil.rmtree(owned, ignore_errors=True)
-        record(api, link["uuid"], state=SYSTEM_ERROR, end_time=utcnow(), error=f"the registration could not start: {exc}")
+        REGISTRATIONS.record(api, link["uuid"], state=SYSTEM_ERROR, end_time=utcnow(),
+                             error=f"the registration could not start: {exc}")
     return str(link["uuid"])
 
 
@@ -175,13 +154,8 @@ def get(api: Any, registration_id: str, workbench: str = "", now: Optional[datet
 
     `workbench` is the cluster's Workbench 2 URL (empty if it names none), for the workflow's page.
     """
-    with api_errors(f"no workflow registration with id {registration_id!r}"):
-        link = api.links().get(uuid=registration_id).execute()
-    if link.get("link_class") != REGISTRATION_LINK:
-        raise NotFound(f"no workflow registration with id {registration_id!r}")
+    link = REGISTRATIONS.current(api, registration_id, now)
     properties = link.get("properties") or {}
-    if properties.get("state") in (QUEUED, RUNNING) and work.stale(properties, now or datetime.now(timezone.utc)):
-        properties = record(api, registration_id, state=SYSTEM_ERROR, end_time=utcnow(), error=GONE)["properties"]
     uuid = properties.get("workflow_uuid")
     return WorkflowRegistration(
         id=registration_id, name=link["name"], state=str(properties.get("state") or SYSTEM_ERROR),

@@ -1,4 +1,5 @@
-"""Work done for a caller outside the web worker (a run's preparation, an image pull), recorded in Arvados.
+"""Work done for a caller outside the web worker (a run's preparation, an image pull, a workflow registration),
+recorded in Arvados.
 
 Each piece of work runs in a process of its own (``python -m <module> <id>``) that
 gets its job, the caller's token included, on its stdin: never on disk or in a
@@ -16,12 +17,16 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
 from ..config import Config
-from ..timestamps import age_seconds
+from ..errors import NotFound
+from ..timestamps import age_seconds, utcnow
+from ..wes.states import State
+from .api import api_errors
 
 # Work whose heartbeat is older than its "stale_after" (else this) was abandoned: its process stopped.
 STALE_AFTER_SECONDS = 120.0
@@ -94,3 +99,58 @@ def start(config: Config, module: str, work_id: str, job: Dict[str, Any]) -> Non
     assert proc.stdin is not None
     proc.stdin.write(json.dumps(job).encode())
     proc.stdin.close()
+
+
+_RECORDING = threading.Lock()  # a process's heartbeat and its work update the same properties
+
+
+@dataclass(frozen=True)
+class LinkWork:
+    """Work whose record is an Arvados link of `link_class` (an image pull, a workflow registration).
+
+    The link's uuid is the work's id, owned by a project (else the caller), so
+    any replica answers for it and Arvados' permissions decide who sees it; its
+    properties hold the state, the heartbeat and the result.
+    """
+
+    link_class: str
+    noun: str  # what the work is called in errors: "no <noun> with id …"
+    gone: str  # the error of work whose process stopped before it finished
+
+    def create(self, api: Any, config: Config, name: str, project: Optional[str], **properties: Any) -> Dict[str, Any]:
+        """The new link (QUEUED, beating from now), in `project` if given."""
+        now = utcnow()
+        body: Dict[str, Any] = {"link_class": self.link_class, "name": name, "properties": {
+            "state": State.QUEUED.value, **properties, "submitted_time": now, "heartbeat": now,
+            "stale_after": config.arvados.heartbeat_timeout}}
+        if project:
+            body["owner_uuid"] = project
+        with api_errors(f"project {project!r} was not found"):
+            return dict(api.links().create(body={"link": body}).execute())
+
+    def link(self, api: Any, work_id: str) -> Dict[str, Any]:
+        """The work's link as the caller may see it; `NotFound` if there is none."""
+        with api_errors(f"no {self.noun} with id {work_id!r}"):
+            link = api.links().get(uuid=work_id).execute()
+        if link.get("link_class") != self.link_class:
+            raise NotFound(f"no {self.noun} with id {work_id!r}")
+        return dict(link)
+
+    def record(self, api: Any, work_id: str, head_uuid: Optional[str] = None, **fields: Any) -> Dict[str, Any]:
+        """Update the properties (Arvados replaces the whole field) with `fields` and a fresh heartbeat; the link."""
+        with _RECORDING:
+            properties = dict(self.link(api, work_id).get("properties") or {}, heartbeat=utcnow(), **fields)
+            body: Dict[str, Any] = {"properties": properties}
+            if head_uuid:
+                body["head_uuid"] = head_uuid
+            with api_errors(f"no {self.noun} with id {work_id!r}"):
+                return dict(api.links().update(uuid=work_id, body=body).execute())
+
+    def current(self, api: Any, work_id: str, now: Optional[datetime] = None) -> Dict[str, Any]:
+        """The link, work whose process stopped before it finished recorded SYSTEM_ERROR first."""
+        link = self.link(api, work_id)
+        properties = link.get("properties") or {}
+        active = (State.QUEUED.value, State.RUNNING.value)
+        if properties.get("state") in active and stale(properties, now or datetime.now(timezone.utc)):
+            link = self.record(api, work_id, state=State.SYSTEM_ERROR.value, end_time=utcnow(), error=self.gone)
+        return link

@@ -20,7 +20,7 @@ from ..client.dependencies import DependencyError, find
 from ..client.multipart import MultipartBody
 from ..client.session import ClientError, WesSession
 from ..images.errors import ImageError
-from .run import _UploadProgress, _cwl_version, add_server_options, fail, registry_auth
+from .run import UploadProgress, cwl_version, add_server_options, fail, registry_auth
 
 POLL_SECONDS = 1.0
 
@@ -43,7 +43,7 @@ def _send(session: WesSession, args: argparse.Namespace, say: Callable[[str], No
     needs = find(Path(args.workflow), bind=False)
     fields: List[Tuple[str, str]] = [
         ("workflow_url", needs.workflow), ("workflow_type", "CWL"),
-        ("workflow_type_version", _cwl_version(Path(args.workflow.split("#", 1)[0])))]
+        ("workflow_type_version", cwl_version(Path(args.workflow.split("#", 1)[0])))]
     fields += [(key, value) for key, value in (("name", args.name), ("description", args.description),
                                                ("project_uuid", args.project_uuid)) if value]
     body = MultipartBody(fields=fields, files=[("workflow_attachment", a.name, a.path) for a in needs.attachments])
@@ -51,7 +51,7 @@ def _send(session: WesSession, args: argparse.Namespace, say: Callable[[str], No
     total = sum(a.path.stat().st_size for a in needs.attachments)
     say(f"uploading {len(needs.attachments)} files, {total} bytes, to {session.base}")
     method, path = ("PUT", f"/workflows/{args.update}") if args.update else ("POST", "/workflows")
-    answer = session.send_form(method, path, body, auth, sent=_UploadProgress(total, say), expect=202)
+    answer = session.send_form(method, path, body, auth, sent=UploadProgress(total, say), expect=202)
     registration_id = answer.get("registration_id")
     if not isinstance(registration_id, str):
         raise ClientError(f"{session.base} answered {method} {path} with no registration_id")

@@ -99,7 +99,7 @@ def _load_job(path: Optional[str]) -> Dict[str, Any]:
     return job
 
 
-def _cwl_version(workflow: Path) -> str:
+def cwl_version(workflow: Path) -> str:
     from ruamel.yaml import YAML
 
     try:
@@ -158,7 +158,7 @@ def _submit(session: WesSession, args: argparse.Namespace, say: Callable[[str], 
     needs = find(Path(args.workflow), job, job_dir)
     body = MultipartBody(fields=[
         ("workflow_url", needs.workflow), ("workflow_type", "CWL"),
-        ("workflow_type_version", _cwl_version(Path(args.workflow.split("#", 1)[0]))),
+        ("workflow_type_version", cwl_version(Path(args.workflow.split("#", 1)[0]))),
         ("workflow_params", json.dumps(needs.job)),
         *([("workflow_engine_parameters", json.dumps(_engine_parameters(args.engine_parameter)))]
           if args.engine_parameter else [])],
@@ -166,12 +166,12 @@ def _submit(session: WesSession, args: argparse.Namespace, say: Callable[[str], 
     auth = registry_auth(needs, args.registry_config, say, "run")
     total = sum(a.path.stat().st_size for a in needs.attachments)
     say(f"uploading {len(needs.attachments)} files, {total} bytes, to {session.base}")
-    run_id = session.submit(body, auth, sent=_UploadProgress(total, say))
+    run_id = session.submit(body, auth, sent=UploadProgress(total, say))
     say(f"submitted run {run_id}")
     return run_id
 
 
-class _UploadProgress:
+class UploadProgress:
     """Told each piece of the files sent; says how far the upload is, at most every PROGRESS_SECONDS."""
 
     def __init__(self, total: int, say: Callable[[str], None]) -> None:

@@ -80,10 +80,10 @@ def check_attachment_name(name: Optional[str]) -> str:
 
 def read_cwl_version(text: str, where: str) -> str:
     """The `cwlVersion` of a CWL document's text; `BadRequest` when it has none."""
-    return _cwl_version(parse_document(text, where), where)
+    return cwl_version(parse_document(text, where), where)
 
 
-def _cwl_version(doc: Any, where: str) -> str:
+def cwl_version(doc: Any, where: str) -> str:
     if not isinstance(doc, dict) or not isinstance(doc.get("cwlVersion"), str):
         raise BadRequest(f"workflow document {where} has no cwlVersion")
     return doc["cwlVersion"]
@@ -166,7 +166,7 @@ def parse_submission(
         _stage_attachments(staging_dir, names, attachments, limits)
         submission.workflow, document = _locate_workflow(workflow_url, staging_dir, names, allowed_dirs, fetch, limits)
         parsed = parse_document(document, repr(workflow_url))
-        version = _cwl_version(parsed, repr(workflow_url))
+        version = cwl_version(parsed, repr(workflow_url))
         if _normalize_version(version) != _normalize_version(workflow_type_version):
             raise BadRequest(
                 f"workflow_type_version {workflow_type_version!r} does not match the document's cwlVersion {version!r}"
